@@ -1,0 +1,151 @@
+"""``tracekws`` command line: train, evaluate, predict, bench, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .pipeline import PRETRAINED
+
+
+def _model(path: str | None):
+    from .pipeline import KWSModel
+
+    return KWSModel.load(path or PRETRAINED)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=a.data, out=a.out, epochs=a.epochs, batch=a.batch, lr=a.lr, hidden=a.hidden,
+        encoder=a.encoder, threshold=a.threshold, levels=a.levels, val_percent=a.val_percent,
+        seed=a.seed, threads=a.threads, resume=a.resume, rule=a.rule, limit_steps=a.limit_steps,
+    )
+    summary = train(cfg, progress=not a.quiet)
+    summary.pop("history", None)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    res = evaluate(_model(a.model), a.data, a.split, a.val_percent, progress=not a.json)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        print(f"accuracy {res['accuracy']:.4f} on {res['n']} clips ({res['split']} split)")
+        for lab, pc in res["per_class"].items():
+            print(f"  {lab:>10}  {pc['accuracy']:.3f}  (n={pc['n']})")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .audio import AudioError, load
+
+    model = _model(a.model)
+    status = 0
+    for f in a.files:
+        try:
+            label, prob = model.predict(load(f))[0]
+        except AudioError as exc:
+            print(f"{f}\terror\t{exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{f}\t{label}\t{prob:.3f}")
+    return status
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    if a.what == "infer":
+        from .bench import bench_infer
+
+        res = bench_infer(_model(a.model), repeats=a.repeats, threads=a.threads)
+    elif a.what == "personalize":
+        from .personalize import bench_personalize
+
+        res = bench_personalize(_model(a.model), a.data, a.rule, a.shots, a.val_percent,
+                                progress=not a.json)
+    elif a.what == "memory":
+        from .memory import bench_memory
+
+        res = bench_memory(_model(a.model), a.rule, a.seconds)
+    else:  # pragma: no cover - argparse restricts choices
+        raise SystemExit(f"unknown benchmark {a.what}")
+    print(json.dumps(res) if a.json else json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("service.main:create_app", factory=True, host=a.host, port=a.port, workers=1)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tracekws", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="pretrain on a folder in GSC layout")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True, help="model path (.safetensors; .json beside)")
+    t.add_argument("--rule", default="bptt")
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--hidden", type=int, default=450)
+    t.add_argument("--encoder", default="sigma-delta", choices=["sigma-delta", "analog"])
+    t.add_argument("--threshold", type=float, default=0.5)
+    t.add_argument("--levels", type=int, default=2)
+    t.add_argument("--val-percent", type=int, default=20)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--limit-steps", type=int, default=0, help=argparse.SUPPRESS)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy and confusion on a folder in GSC layout")
+    e.add_argument("--data", required=True)
+    e.add_argument("--model")
+    e.add_argument("--split", default="all", choices=["all", "train", "val"])
+    e.add_argument("--val-percent", type=int, default=20)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="label and probability per audio file")
+    pr.add_argument("files", nargs="+")
+    pr.add_argument("--model")
+    pr.set_defaults(func=cmd_predict)
+
+    b = sub.add_parser("bench", help="benchmarks that print JSON")
+    b.add_argument("what", choices=["infer", "personalize", "memory"])
+    b.add_argument("--model")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--repeats", type=int, default=50)
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--data", default=str(Path("..") / "shared" / "data" / "speech_commands"))
+    b.add_argument("--rule", default="tp")
+    b.add_argument("--shots", default="1")
+    b.add_argument("--val-percent", type=int, default=20)
+    b.add_argument("--seconds", nargs="+", default=["1", "30"])
+    b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("serve", help="run the HTTP service")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Accuracy, per-class accuracy and confusion matrix of a model on a folder in GSC layout."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from .data import Clip, load_waves, scan, split
+from .pipeline import UNKNOWN, KWSModel
+
+
+def class_index(clip: Clip, labels: list[str]) -> int:
+    """Label index of a clip; words outside the model's classes count as ``_unknown_``."""
+    lab = clip.label(labels)
+    return labels.index(lab if lab in labels else UNKNOWN)
+
+
+@torch.no_grad()
+def predict_batch(model: KWSModel, waves: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    return torch.cat([model.logits(waves[i : i + batch]) for i in range(0, len(waves), batch)])
+
+
+def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False) -> dict:
+    labels = model.labels
+    y = torch.tensor([class_index(c, labels) for c in clips])
+    waves = load_waves(clips, progress=progress)
+    preds = []
+    for i in tqdm(range(0, len(waves), 128), desc="evaluating", disable=not progress, leave=False):
+        preds.append(model.logits(waves[i : i + 128]).argmax(-1))
+    pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+    c = len(labels)
+    conf = torch.zeros(c, c, dtype=torch.long)
+    for t, p in zip(y.tolist(), pred.tolist(), strict=True):
+        conf[t, p] += 1
+    per_class = {
+        labels[i]: {"accuracy": float(conf[i, i] / conf[i].sum()), "n": int(conf[i].sum())}
+        for i in range(c)
+        if conf[i].sum() > 0
+    }
+    return {
+        "accuracy": float((pred == y).float().mean()) if len(y) else float("nan"),
+        "n": len(y),
+        "labels": labels,
+        "per_class": per_class,
+        "confusion": conf.tolist(),
+    }
+
+
+def evaluate(
+    model: KWSModel, data: str, which: str = "all", val_percent: int = 20, progress: bool = False
+) -> dict:
+    clips = split(scan(data), which, val_percent)
+    out = evaluate_clips(model, clips, progress)
+    out.update({"data": str(data), "split": which, "val_percent": val_percent,
+                "speakers": len({c.speaker for c in clips if "_nohash_" in c.path.name})})
+    return out

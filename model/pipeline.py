@@ -1,0 +1,190 @@
+"""The keyword spotter as a user sees it: waveform → posteriors over labels.
+
+:class:`KWSModel` ties the front end, per-feature normalisation, spike encoder and SNN
+together, and owns their (de)serialisation: one safetensors file whose metadata carries the
+JSON config, so a weights blob alone is a complete, loadable model (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .encoder import EncoderConfig, EncoderState, encode
+from .encoder import init_state as encoder_init
+from .frontend import FrontEnd, FrontEndConfig, FrontEndState
+from .network import SNN, NetState
+from .neurons import LIFParams
+
+KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+UNKNOWN, SILENCE = "_unknown_", "_silence_"
+LABELS = [*KEYWORDS, UNKNOWN, SILENCE]
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "tracekws-gsc12.safetensors"
+
+
+@dataclass
+class ModelConfig:
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
+    n_hidden: int = 450
+    frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    lif: LIFParams = field(default_factory=LIFParams)
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "labels": self.labels,
+                "n_hidden": self.n_hidden,
+                "frontend": self.frontend.to_dict(),
+                "encoder": self.encoder.to_dict(),
+                "lif": self.lif.to_dict(),
+                "meta": self.meta,
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        d = json.loads(text)
+        return cls(
+            labels=list(d["labels"]),
+            n_hidden=int(d["n_hidden"]),
+            frontend=FrontEndConfig(**d["frontend"]),
+            encoder=EncoderConfig(**d["encoder"]),
+            lif=LIFParams(**d["lif"]),
+            meta=d.get("meta", {}),
+        )
+
+
+class StreamState(NamedTuple):
+    """Everything one audio stream carries between chunks (front end, encoder, network)."""
+
+    frontend: FrontEndState
+    encoder: EncoderState
+    net: NetState
+
+
+class KWSModel:
+    """Front end + normalisation + encoder + SNN, with save/load."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        net: SNN | None = None,
+        mean: torch.Tensor | None = None,
+        std: torch.Tensor | None = None,
+    ) -> None:
+        self.config = config
+        self.frontend = FrontEnd(config.frontend)
+        n_feat = config.frontend.n_features
+        self.mean = torch.zeros(n_feat) if mean is None else mean.float()
+        self.std = torch.ones(n_feat) if std is None else std.float()
+        n_in = config.encoder.n_outputs(n_feat)
+        self.net = net or SNN(n_in, config.n_hidden, len(config.labels), config.lif)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config.labels
+
+    # ---- data path -------------------------------------------------------------------
+    def normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        return (frames - self.mean) / self.std
+
+    def inputs(self, wave: torch.Tensor) -> torch.Tensor:
+        """Whole clip(s) (n,) or (B, n) → encoded network inputs (B, T, n_in)."""
+        frames = self.frontend(wave if wave.dim() == 2 else wave.unsqueeze(0))
+        x, _ = encode(self.normalise(frames), encoder_init(), self.config.encoder)
+        return x
+
+    def init_stream(self) -> StreamState:
+        return StreamState(self.frontend.init_state(1), encoder_init(), self.net.init_state(1))
+
+    def stream_inputs(
+        self, chunk: torch.Tensor, state: StreamState
+    ) -> tuple[torch.Tensor, StreamState]:
+        """Chunk of samples → the encoded inputs it completes (1, t, n_in); network untouched."""
+        frames, fe = self.frontend.step(chunk, state.frontend)
+        x, enc = encode(self.normalise(frames), state.encoder, self.config.encoder)
+        return x, state._replace(frontend=fe, encoder=enc)
+
+    @torch.no_grad()
+    def logits(self, wave: torch.Tensor) -> torch.Tensor:
+        """Readout at the last frame, (C,) for one clip or (B, C) for a batch."""
+        self.net.eval()
+        m, _, _ = self.net(self.inputs(wave))
+        return m[0] if wave.dim() == 1 else m
+
+    def probabilities(self, wave: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(wave), dim=-1)
+
+    def predict(self, wave: torch.Tensor) -> list[tuple[str, float]]:
+        """(label, probability) pairs, best first."""
+        p = self.probabilities(wave)
+        order = torch.argsort(p, descending=True)
+        return [(self.labels[i], float(p[i])) for i in order]
+
+    # ---- growth --------------------------------------------------------------------------
+    def add_label(self, label: str) -> int:
+        """Grow the readout by one class (zero-initialised row); returns its index."""
+        if label in self.labels:
+            return self.labels.index(label)
+        with torch.no_grad():
+            w = self.net.w_out
+            self.net.w_out = torch.nn.Parameter(torch.cat([w, w.new_zeros(1, w.shape[1])]))
+        self.config.labels.append(label)
+        return len(self.labels) - 1
+
+    # ---- persistence ---------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        t = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        t["norm.mean"], t["norm.std"] = self.mean.contiguous(), self.std.contiguous()
+        return t
+
+    def to_bytes(self) -> bytes:
+        return st_save(self.tensors(), metadata={"config": self.config.to_json()})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: ModelConfig | None = None) -> KWSModel:
+        from safetensors import safe_open  # noqa: F401  (import check: format available)
+
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        config = config or ModelConfig.from_json(header["__metadata__"]["config"])
+        t = st_load(data)
+        n_in, n_hidden, n_out = t["w_in"].shape[1], t["w_in"].shape[0], t["w_out"].shape[0]
+        net = SNN(n_in, n_hidden, n_out, config.lif)
+        net.load_state_dict({k: t[k] for k in ("w_in", "w_rec", "w_out")})
+        return cls(config, net, t["norm.mean"], t["norm.std"])
+
+    def save(self, path: str | Path) -> str:
+        """Write ``X.safetensors`` and a human-readable ``X.json``; returns the sha256."""
+        path = Path(path).with_suffix(".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.to_bytes()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        path.with_suffix(".json").write_text(self.config.to_json() + "\n")
+        return hashlib.sha256(data).hexdigest()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> KWSModel:
+        """Load a model file (default: the shipped pretrained model)."""
+        path = Path(path or PRETRAINED)
+        if path.is_dir():
+            path = path / PRETRAINED.name
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file at {path}")
+        return cls.from_bytes(path.read_bytes())
+
+    def clone(self) -> KWSModel:
+        return KWSModel.from_bytes(self.to_bytes())

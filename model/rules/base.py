@@ -1,0 +1,91 @@
+"""The interface every adaptation rule implements, and the registry the CLI and service use.
+
+A rule owns the adaptation state of one session (membranes, traces, optimiser moments) and
+changes the weights of the :class:`~model.network.SNN` it was given, in place. It sees the
+audio one frame at a time, so a rule that keeps nothing per frame (TP, readout) has memory
+flat in the length of the audio; BPTT, the reference, has to keep every frame.
+
+    rule.begin(labels)           # new utterance(s): reset the network state
+    rule.step(x_t)               # one frame (B, n_in): forward + (maybe) update
+    rule.end()                   # utterance over (BPTT updates here)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..network import SNN
+
+
+@dataclass
+class RuleConfig:
+    lr: float = 1e-4
+    lr_out: float = 1e-4
+    total_steps: int = 0  # for the cosine decay to 0.25·lr (0: constant rate)
+
+
+class Rule(ABC):
+    name = "rule"
+
+    def __init__(self, net: SNN, config: RuleConfig | None = None) -> None:
+        self.net = net
+        self.config = config or RuleConfig()
+        self.labels: torch.Tensor | None = None
+        self.steps = 0
+
+    def hyperparameters(self) -> dict:
+        return {"rule": self.name, **asdict(self.config)}
+
+    def lr_factor(self) -> float:
+        """Cosine decay from 1 to 0.25 over ``total_steps`` (the reference schedule)."""
+        import math
+
+        n = self.config.total_steps
+        if n <= 0:
+            return 1.0
+        f = min(self.steps, n) / n
+        return 0.25 + 0.75 * 0.5 * (1 + math.cos(math.pi * f))
+
+    @abstractmethod
+    def begin(self, labels: torch.Tensor) -> None:
+        """Start utterance(s) of the given class indices (B,): reset per-utterance state."""
+
+    @abstractmethod
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """Consume one frame (B, n_in); return the readout (B, C)."""
+
+    def end(self) -> None:
+        """The utterance is over."""
+
+    @abstractmethod
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor the rule keeps between frames (for memory accounting)."""
+
+    def state_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.state_tensors())
+
+
+RULES: dict[str, Callable[..., Rule]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        cls.name = name
+        RULES[name] = cls
+        return cls
+
+    return deco
+
+
+def make_rule(name: str, net: SNN, **hp) -> Rule:
+    from . import bptt, readout, tp  # noqa: F401  (registration)
+
+    if name not in RULES:
+        raise ValueError(f"unknown rule {name!r}; choose from {sorted(RULES)}")
+    cls = RULES[name]
+    cfg_cls = getattr(cls, "config_class", RuleConfig)
+    return cls(net, cfg_cls(**hp))

@@ -1,0 +1,64 @@
+"""BPTT fine-tuning with surrogate gradients: the accuracy reference and the memory foil.
+
+It must keep the autograd graph of every frame of the utterance, so its memory grows
+linearly with the length of the audio; the update happens once, at :meth:`end`, on the
+cross-entropy of the readout at the last frame (the same objective as pretraining).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..network import NetState
+from ..neurons import lif_step, readout_step
+from .base import Rule, RuleConfig, register
+
+
+@register("bptt")
+class BPTT(Rule):
+    def __init__(self, net, config: RuleConfig | None = None) -> None:
+        super().__init__(net, config)
+        self._make_opt()
+
+    def _make_opt(self) -> None:
+        net = self.net
+        self.opt = torch.optim.Adam([
+            {"params": [net.w_in, net.w_rec], "lr": self.config.lr},
+            {"params": [net.w_out], "lr": self.config.lr_out},
+        ])
+
+    def begin(self, labels: torch.Tensor) -> None:
+        if self.net.w_out is not self.opt.param_groups[1]["params"][0]:
+            self._make_opt()
+        self.labels = labels.long()
+        self.state: NetState = self.net.init_state(len(labels))
+        self.kept: list[torch.Tensor] = []  # the graph holds every frame's activations
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        net, p = self.net, self.net.params
+        with torch.enable_grad():
+            h = self.state.hidden
+            s, _, hidden = lif_step(x @ net.w_in.T + h.s @ net.w_rec.T, h, p)
+            m = readout_step(s @ net.w_out.T, self.state.m, p.readout_leak)
+        self.state = NetState(hidden, m)
+        self.kept.append(s)
+        return m.detach()
+
+    def end(self) -> None:
+        if not self.kept:
+            return
+        loss = torch.nn.functional.cross_entropy(self.state.m, self.labels)
+        self.opt.zero_grad()
+        loss.backward()
+        f = self.lr_factor()
+        self.opt.param_groups[0]["lr"] = self.config.lr * f
+        self.opt.param_groups[1]["lr"] = self.config.lr_out * f
+        self.opt.step()
+        self.steps += 1
+        self.kept = []
+        h = self.state.hidden
+        self.state = NetState(type(h)(h.v.detach(), h.s.detach()), self.state.m.detach())
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        moments = [t for st in self.opt.state.values() for t in st.values() if torch.is_tensor(t)]
+        return [*self.state.hidden, self.state.m, *self.kept, *moments]

@@ -1,0 +1,183 @@
+"""Traces Propagation (TP): forward-only, local, one step deep (DESIGN §3).
+
+Per hidden layer and time step, two streams share the neuron core:
+
+    data  path  v~ = α v + W x + R s⁻          s = Θ(v~ − V_th)     ε = β ε + s
+    label path  ṽ~ = α ṽ + S c + R̃ s̃⁻         s̃ = Θ(ṽ~ − V_th)     ε̃ = β ε̃ + s̃
+
+(from layer 2 on the label path goes through the same W, R). Layer-wise contrastive loss
+
+    z[b,k] = ⟨ε[b], ε̃[k]⟩     y[b,:] = softmax_k(−‖ε̃₀[b] − ε̃₀[k]‖)     E = mean_b Σ_k −y log softmax(z)
+
+with every state detached, so ∂E/∂W is the three-factor update
+
+    g = (softmax(z) − y)/B      δ = (g ε̃) ⊙ ψ(v~ − V_th)      ΔW ∝ δᵀ x,   ΔR ∝ δᵀ s⁻
+
+(plus the label-path terms δ̃ᵀ x̃ when W is shared). The readout learns by the delta rule
+(softmax(m) − c*) ⊗ ε. An Adam step follows every frame; nothing is kept per frame.
+
+``contrast="classes"`` (default) contrasts each sample with the label paths of *all* known
+classes (B×C logits), so one utterance of one word gives a signal; ``contrast="batch"`` is
+the paper's B×B contrast, which needs several classes in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from ..neurons import LIFParams, LIFState, surrogate, trace_step
+from .base import Rule, RuleConfig, register
+
+LABEL_SEED = 20240917  # fixed random label projection; the same for every profile
+
+
+class LayerGrads(NamedTuple):
+    w: torch.Tensor
+    w_rec: torch.Tensor
+    loss: torch.Tensor
+
+
+class PathState(NamedTuple):
+    lif: LIFState
+    eps: torch.Tensor  # per-neuron trace
+
+
+def lif_forward(current: torch.Tensor, st: PathState, p: LIFParams):
+    """LIF + trace step without autograd: returns (s, v~, new PathState)."""
+    v_tilde = p.alpha * st.lif.v + current
+    s = (v_tilde > p.v_th).to(current.dtype)
+    eps = trace_step(s, st.eps, p.beta)
+    return s, v_tilde, PathState(LIFState(v_tilde - p.v_th * s, s), eps)
+
+
+def contrast_targets(label_traces: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """y[b,k] = softmax_k(−‖ε̃[own_b] − ε̃[k]‖): soft "same class" targets (B, K)."""
+    d = torch.cdist(label_traces[own], label_traces)
+    return torch.softmax(-d, dim=1)
+
+
+def layer_grads(
+    x: torch.Tensor,
+    v_tilde: torch.Tensor,
+    s_prev: torch.Tensor,
+    eps: torch.Tensor,
+    x_lab: torch.Tensor,
+    v_tilde_lab: torch.Tensor,
+    s_prev_lab: torch.Tensor,
+    eps_lab: torch.Tensor,
+    y: torch.Tensor,
+    p: LIFParams,
+    shared: bool,
+) -> LayerGrads:
+    """Hand-written ∂E/∂W and ∂E/∂R of one layer at one step (the three-factor update).
+
+    ``shared``: the label path goes through the same W, R (layers ≥ 2), so its terms add.
+    """
+    z = eps @ eps_lab.T
+    logp = torch.log_softmax(z, dim=1)
+    loss = -(y * logp).sum(1).mean()
+    g = (logp.exp() - y) / x.shape[0]  # ∂E/∂z
+    delta = (g @ eps_lab) * surrogate(v_tilde - p.v_th, p.k)
+    dw, dr = delta.T @ x, delta.T @ s_prev
+    if shared:
+        delta_lab = (g.T @ eps) * surrogate(v_tilde_lab - p.v_th, p.k)
+        dw, dr = dw + delta_lab.T @ x_lab, dr + delta_lab.T @ s_prev_lab
+    return LayerGrads(dw, dr, loss)
+
+
+def readout_grad(m: torch.Tensor, target: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Delta rule (softmax(m) − c*) ⊗ ε, averaged over the batch."""
+    return (torch.softmax(m, dim=1) - target).T @ eps / m.shape[0]
+
+
+def label_projection(n_hidden: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random S (H × C) and label-path recurrence R̃ (H × H).
+
+    Column k of S depends only on (seed, k), so enrolling a class appends a column and leaves
+    the others as they were: every profile and version sees the same label paths.
+    """
+    cols = []
+    for k in range(n_classes):
+        g = torch.Generator().manual_seed(LABEL_SEED + 1 + k)
+        cols.append(torch.rand(n_hidden, generator=g) * 2.0 - 0.5)
+    g = torch.Generator().manual_seed(LABEL_SEED)
+    r = torch.randn(n_hidden, n_hidden, generator=g) * (0.5 / n_hidden) ** 0.5
+    return torch.stack(cols, dim=1), r
+
+
+@dataclass
+class TPConfig(RuleConfig):
+    lr: float = 1e-4
+    lr_out: float = 1e-4
+    contrast: str = "classes"  # or "batch"
+
+
+@register("tp")
+class TracesPropagation(Rule):
+    config_class = TPConfig
+
+    def __init__(self, net, config: TPConfig | None = None) -> None:
+        super().__init__(net, config or TPConfig())
+        self.opt_hidden = torch.optim.Adam([net.w_in, net.w_rec], lr=self.config.lr)
+        self.opt_out = torch.optim.Adam([net.w_out], lr=self.config.lr_out)
+        self._sync_labels()
+
+    def _sync_labels(self) -> None:
+        _, h, c = self.net.sizes
+        self.S, self.R = label_projection(h, c)
+
+    def _zero(self, b: int, n: int) -> PathState:
+        z = torch.zeros(b, n)
+        return PathState(LIFState(z, z.clone()), z.clone())
+
+    def begin(self, labels: torch.Tensor) -> None:
+        _, h, c = self.net.sizes
+        if self.S.shape[1] != c:  # the readout grew (a new keyword)
+            self._sync_labels()
+            self.opt_out = torch.optim.Adam([self.net.w_out], lr=self.config.lr_out)
+        self.labels = labels.long()
+        b = len(labels)
+        self.onehot = torch.nn.functional.one_hot(self.labels, c).float()
+        # label paths: one per known class ("classes") or one per sample ("batch")
+        self.lab_in = torch.eye(c) if self.config.contrast == "classes" else self.onehot
+        self.own = self.labels if self.config.contrast == "classes" else torch.arange(b)
+        self.data = self._zero(b, h)
+        self.lab = self._zero(self.lab_in.shape[0], h)
+        self.lab_in_trace = torch.zeros_like(self.lab_in)
+        self.m = torch.zeros(b, c)
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        net, p = self.net, self.net.params
+        s_prev, s_prev_lab = self.data.lif.s, self.lab.lif.s
+        s, v_tilde, self.data = lif_forward(x @ net.w_in.T + s_prev @ net.w_rec.T, self.data, p)
+        lab_cur = self.lab_in @ self.S.T + s_prev_lab @ self.R.T
+        _, v_tilde_lab, self.lab = lif_forward(lab_cur, self.lab, p)
+        self.lab_in_trace = trace_step(self.lab_in, self.lab_in_trace, p.beta)
+        y = contrast_targets(self.lab_in_trace, self.own)
+        grads = layer_grads(x, v_tilde, s_prev, self.data.eps, self.lab_in, v_tilde_lab,
+                            s_prev_lab, self.lab.eps, y, p, shared=False)
+        self.m = p.readout_leak * self.m + s @ net.w_out.T
+        d_out = readout_grad(self.m, self.onehot, self.data.eps)
+        f = self.lr_factor()
+        for group in self.opt_hidden.param_groups:
+            group["lr"] = self.config.lr * f
+        for group in self.opt_out.param_groups:
+            group["lr"] = self.config.lr_out * f
+        net.w_in.grad, net.w_rec.grad, net.w_out.grad = grads.w, grads.w_rec, d_out
+        with torch.enable_grad():
+            self.opt_hidden.step()
+            self.opt_out.step()
+        self.steps += 1
+        self.last_loss = float(grads.loss)
+        return self.m
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        per_frame = [*self.data.lif, self.data.eps, *self.lab.lif, self.lab.eps,
+                     self.lab_in_trace, self.m]
+        moments = [t for o in (self.opt_hidden, self.opt_out) for st in o.state.values()
+                   for t in st.values() if torch.is_tensor(t)]
+        return per_frame + moments + [self.S, self.R]

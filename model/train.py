@@ -1,0 +1,208 @@
+"""Pretraining on a folder in GSC layout (surrogate-gradient BPTT by default).
+
+Speaker-disjoint split, class-balanced sampling, noise / time-shift / gain / SpecAugment
+augmentation, cosine-decayed Adam, a checkpoint after every epoch (``--resume`` continues
+from it), the best-on-validation model saved to ``--out`` with a PNG of the curves beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import augment
+from .data import load_waves, noise_recordings, scan, split
+from .encoder import EncoderConfig, encode
+from .encoder import init_state as encoder_init
+from .neurons import LIFParams
+from .pipeline import LABELS, SILENCE, KWSModel, ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    epochs: int = 60
+    batch: int = 64
+    lr: float = 2e-3
+    hidden: int = 450
+    encoder: str = "sigma-delta"
+    threshold: float = 0.5
+    levels: int = 2
+    surrogate_k: float = 1.0
+    dropout: float = 0.1
+    label_smoothing: float = 0.1
+    val_percent: int = 20
+    seed: int = 0
+    threads: int = 2
+    resume: bool = False
+    rule: str = "bptt"
+    readout_lr_scale: float = 0.02
+    limit_steps: int = 0  # >0: stop each epoch after this many batches (smoke tests)
+
+
+@dataclass
+class Prepared:
+    model: KWSModel
+    train_waves: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    noise: list[torch.Tensor]
+
+
+def _labels_of(clips) -> torch.Tensor:
+    return torch.tensor([LABELS.index(c.label()) for c in clips])
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Load audio, fit the normalisation on the training speakers, encode the validation set."""
+    clips = scan(cfg.data)
+    train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
+    train_waves, val_waves = load_waves(train_c), load_waves(val_c)
+    mc = ModelConfig(
+        n_hidden=cfg.hidden,
+        encoder=EncoderConfig(cfg.encoder, cfg.threshold, cfg.levels),
+        lif=LIFParams(k=cfg.surrogate_k),
+    )
+    model = KWSModel(mc)
+    with torch.no_grad():
+        feats = torch.cat([model.frontend(train_waves[i : i + 256])
+                           for i in range(0, len(train_waves), 256)])
+    model.mean, model.std = feats.mean((0, 1)), feats.std((0, 1)).clamp_min(1e-3)
+    with torch.no_grad():
+        val_x = torch.cat([model.inputs(val_waves[i : i + 256])
+                           for i in range(0, len(val_waves), 256)]) if len(val_c) else None
+    return Prepared(model, train_waves, _labels_of(train_c), val_x, _labels_of(val_c),
+                    noise_recordings(cfg.data))
+
+
+def augmented_batch(p: Prepared, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Encoded inputs for a batch of training clips, freshly augmented."""
+    model = p.model
+    waves = p.train_waves[idx].clone()
+    y = p.train_y[idx]
+    n = waves.shape[1]
+    sil = (y == LABELS.index(SILENCE)).nonzero().flatten()
+    if len(sil) and p.noise:  # half the silence draws: a fresh window of long background noise
+        fresh = sil[torch.rand(len(sil), generator=gen) < 0.5]
+        if len(fresh):
+            gain = torch.empty(len(fresh), 1).uniform_(0.0, 1.0, generator=gen) ** 2
+            waves[fresh] = augment.noise_windows(p.noise, len(fresh), n, gen) * gain
+    waves = augment.time_shift(waves, 1600, gen)
+    waves = waves * torch.empty(len(idx), 1).uniform_(0.5, 1.5, generator=gen)
+    noise = augment.noise_windows(p.noise, len(idx), n, gen)
+    if not p.noise:  # no noise recordings in the folder: white noise
+        noise = torch.randn(len(idx), n, generator=gen)
+    waves = augment.mix_noise(waves, noise, (5.0, 30.0), 0.8, gen)
+    with torch.no_grad():
+        feats = model.normalise(model.frontend(waves))
+        feats = augment.spec_mask(feats, model.config.frontend.n_mels, 10, 6, gen)
+        x, _ = encode(feats, encoder_init(), model.config.encoder)
+    return x
+
+
+@torch.no_grad()
+def accuracy(model: KWSModel, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
+    model.net.eval()
+    pred = torch.cat([model.net(x[i : i + batch])[0].argmax(1) for i in range(0, len(x), batch)])
+    return float((pred == y).float().mean())
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [h["loss"] for h in history], label="train loss")
+    a.set_xlabel("epoch"), a.set_ylabel("cross-entropy"), a.legend(), a.grid(alpha=0.3)
+    b.plot(ep, [h["train_acc"] for h in history], label="train (augmented)")
+    b.plot(ep, [h["val_acc"] for h in history], label="validation (unseen speakers)")
+    b.set_xlabel("epoch"), b.set_ylabel("accuracy"), b.set_ylim(0, 1), b.legend(), b.grid(alpha=0.3)
+    fig.suptitle(path.stem)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Run pretraining; returns a summary (best validation accuracy, epochs, paths)."""
+    if cfg.rule != "bptt":
+        from .rules.pretrain import train_local
+
+        return train_local(cfg, progress)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out = Path(cfg.out).with_suffix(".safetensors")
+    ckpt_path = out.with_name(out.stem + "-checkpoint.pt")
+    p = prepare(cfg)
+    model, net = p.model, p.model.net
+    # The readout integrates ~100 frames of ~450 neurons, so an Adam step on W_out moves the
+    # logits ~100x more than one on W_in; give it a proportionally smaller rate.
+    opt = torch.optim.Adam([{"params": [net.w_in, net.w_rec], "lr": cfg.lr},
+                            {"params": [net.w_out], "lr": cfg.lr * cfg.readout_lr_scale}])
+    steps = max(1, len(p.train_y) // cfg.batch)
+    if cfg.limit_steps:
+        steps = min(steps, cfg.limit_steps)
+    total = steps * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total))
+    )
+    counts = torch.bincount(p.train_y, minlength=len(LABELS)).float().clamp_min(1)
+    weights = (1.0 / counts)[p.train_y]
+    history: list[dict] = []
+    best, start = -1.0, 0
+    if cfg.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, weights_only=False)
+        net.load_state_dict(ck["net"]), opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"]), gen.set_state(ck["gen"])
+        history, best, start = ck["history"], ck["best"], ck["epoch"]
+    lossf = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    for epoch in range(start, cfg.epochs):
+        t0 = time.time()
+        net.train()
+        tot_loss, tot_ok, tot_n = 0.0, 0, 0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False)
+        for _ in bar:
+            idx = torch.multinomial(weights, cfg.batch, replacement=True, generator=gen)
+            x, y = augmented_batch(p, idx, gen), p.train_y[idx]
+            m, _, rate = net(x, dropout=cfg.dropout)
+            loss = lossf(m, y)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            tot_loss += float(loss.detach()) * len(y)
+            tot_ok += int((m.argmax(1) == y).sum())
+            tot_n += len(y)
+            bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}", rate=f"{float(rate.detach()):.3f}")
+        val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
+        h = {"epoch": epoch + 1, "loss": tot_loss / tot_n, "train_acc": tot_ok / tot_n,
+             "val_acc": val_acc, "seconds": time.time() - t0, "lr": sched.get_last_lr()[0]}
+        history.append(h)
+        if progress:
+            tqdm.write(json.dumps(h))
+        if val_acc > best or math.isnan(val_acc):
+            best = val_acc
+            model.config.meta = {"training": asdict(cfg) | {"best_epoch": epoch + 1},
+                                 "val_accuracy": val_acc}
+            model.save(out)
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "gen": gen.get_state(), "history": history, "best": best,
+                    "epoch": epoch + 1}, ckpt_path)
+        out.with_name(out.stem + "-history.json").write_text(json.dumps(history, indent=1))
+        plot_curves(history, out.with_name(out.stem + "-curves.png"))
+    return {"best_val_accuracy": best, "epochs": cfg.epochs, "model": str(out),
+            "history": history}
