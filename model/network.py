@@ -71,7 +71,9 @@ class SNN(nn.Module):
             rate = rate + s.mean()
         return m, NetState(hidden, m), rate / max(t_len, 1)
 
-    def _infer(self, x: torch.Tensor, state: NetState) -> tuple[torch.Tensor, NetState, torch.Tensor]:
+    def _infer(
+        self, x: torch.Tensor, state: NetState
+    ) -> tuple[torch.Tensor, NetState, torch.Tensor]:
         """Same dynamics as :meth:`forward` with the fewest ops per frame (no autograd).
 
         The readout is linear, so it is applied once to the leak-weighted spike sum.

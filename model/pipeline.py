@@ -108,13 +108,20 @@ class KWSModel:
     def init_stream(self) -> StreamState:
         return StreamState(self.frontend.init_state(1), encoder_init(), self.net.init_state(1))
 
+    def stream(
+        self, chunk: torch.Tensor, state: StreamState
+    ) -> tuple[torch.Tensor, torch.Tensor, StreamState]:
+        """Chunk of samples → (raw frames (1, t, F), encoded inputs (1, t, n_in), state)."""
+        frames, fe = self.frontend.step(chunk, state.frontend)
+        x, enc = encode(self.normalise(frames), state.encoder, self.config.encoder)
+        return frames, x, state._replace(frontend=fe, encoder=enc)
+
     def stream_inputs(
         self, chunk: torch.Tensor, state: StreamState
     ) -> tuple[torch.Tensor, StreamState]:
         """Chunk of samples → the encoded inputs it completes (1, t, n_in); network untouched."""
-        frames, fe = self.frontend.step(chunk, state.frontend)
-        x, enc = encode(self.normalise(frames), state.encoder, self.config.encoder)
-        return x, state._replace(frontend=fe, encoder=enc)
+        _, x, state = self.stream(chunk, state)
+        return x, state
 
     @torch.no_grad()
     def logits(self, wave: torch.Tensor) -> torch.Tensor:

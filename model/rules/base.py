@@ -26,6 +26,8 @@ class RuleConfig:
     lr: float = 1e-4
     lr_out: float = 1e-4
     total_steps: int = 0  # for the cosine decay to 0.25·lr (0: constant rate)
+    update_every: int = 1  # frames of summed updates per optimiser step (1: every frame)
+    optimizer: str = "adam"  # "adam" (the reference) or "sgd" (plain three-factor steps)
 
 
 class Rule(ABC):
@@ -50,6 +52,45 @@ class Rule(ABC):
         f = min(self.steps, n) / n
         return 0.25 + 0.75 * 0.5 * (1 + math.cos(math.pi * f))
 
+    def make_optimiser(self, hidden: list[torch.Tensor], out: list[torch.Tensor]) -> None:
+        """One optimiser with a group for the hidden layer and one for the readout."""
+        groups = [{"params": hidden, "lr": self.config.lr}] if hidden else []
+        groups.append({"params": out, "lr": self.config.lr_out})
+        if self.config.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {self.config.optimizer!r}")
+        opt_cls = torch.optim.Adam if self.config.optimizer == "adam" else torch.optim.SGD
+        self.opt = opt_cls(groups)
+        self.pending = 0
+
+    def accumulate(self, grads: dict[torch.nn.Parameter, torch.Tensor]) -> None:
+        """Add one frame's update; take an optimiser step every ``update_every`` frames.
+
+        Summing a few frames before an Adam step keeps memory flat (the sum has the size of
+        the weights) and cuts the per-frame cost, which the optimiser step dominates.
+        """
+        for p, g in grads.items():
+            p.grad = g if p.grad is None else p.grad.add_(g)
+        self.pending += 1
+        if self.pending >= self.config.update_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply the summed updates (if any) with the scheduled learning rate."""
+        if self.pending == 0:
+            return
+        f = self.lr_factor()
+        for g, base in zip(self.opt.param_groups, self._base_lrs(), strict=True):
+            g["lr"] = base * f
+        with torch.enable_grad():
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.steps += self.pending
+        self.pending = 0
+
+    def _base_lrs(self) -> list[float]:
+        n = len(self.opt.param_groups)
+        return [self.config.lr, self.config.lr_out][-n:]
+
     @abstractmethod
     def begin(self, labels: torch.Tensor) -> None:
         """Start utterance(s) of the given class indices (B,): reset per-utterance state."""
@@ -59,11 +100,17 @@ class Rule(ABC):
         """Consume one frame (B, n_in); return the readout (B, C)."""
 
     def end(self) -> None:
-        """The utterance is over."""
+        """The utterance is over: apply what is pending."""
+        self.flush()
 
     @abstractmethod
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor the rule keeps between frames (for memory accounting)."""
+
+    def optimiser_tensors(self) -> list[torch.Tensor]:
+        moments = [t for st in self.opt.state.values() for t in st.values() if torch.is_tensor(t)]
+        grads = [p.grad for g in self.opt.param_groups for p in g["params"] if p.grad is not None]
+        return moments + grads
 
     def state_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.state_tensors())

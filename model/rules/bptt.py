@@ -18,18 +18,11 @@ from .base import Rule, RuleConfig, register
 class BPTT(Rule):
     def __init__(self, net, config: RuleConfig | None = None) -> None:
         super().__init__(net, config)
-        self._make_opt()
-
-    def _make_opt(self) -> None:
-        net = self.net
-        self.opt = torch.optim.Adam([
-            {"params": [net.w_in, net.w_rec], "lr": self.config.lr},
-            {"params": [net.w_out], "lr": self.config.lr_out},
-        ])
+        self.make_optimiser([net.w_in, net.w_rec], [net.w_out])
 
     def begin(self, labels: torch.Tensor) -> None:
-        if self.net.w_out is not self.opt.param_groups[1]["params"][0]:
-            self._make_opt()
+        if self.net.w_out is not self.opt.param_groups[1]["params"][0]:  # readout grew
+            self.make_optimiser([self.net.w_in, self.net.w_rec], [self.net.w_out])
         self.labels = labels.long()
         self.state: NetState = self.net.init_state(len(labels))
         self.kept: list[torch.Tensor] = []  # the graph holds every frame's activations
@@ -50,15 +43,11 @@ class BPTT(Rule):
         loss = torch.nn.functional.cross_entropy(self.state.m, self.labels)
         self.opt.zero_grad()
         loss.backward()
-        f = self.lr_factor()
-        self.opt.param_groups[0]["lr"] = self.config.lr * f
-        self.opt.param_groups[1]["lr"] = self.config.lr_out * f
-        self.opt.step()
-        self.steps += 1
+        self.pending = 1
+        self.flush()
         self.kept = []
         h = self.state.hidden
         self.state = NetState(type(h)(h.v.detach(), h.s.detach()), self.state.m.detach())
 
     def state_tensors(self) -> list[torch.Tensor]:
-        moments = [t for st in self.opt.state.values() for t in st.values() if torch.is_tensor(t)]
-        return [*self.state.hidden, self.state.m, *self.kept, *moments]
+        return [*self.state.hidden, self.state.m, *self.kept, *self.optimiser_tensors()]

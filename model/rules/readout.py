@@ -1,49 +1,60 @@
 """Readout-only baseline: the hidden layer is frozen, W_out learns by the delta rule.
 
-The same per-frame delta rule as TP's readout, (softmax(m) − c*) ⊗ ε, with Adam every frame.
+The same readout learner as TP (:class:`~model.rules.core.ReadoutLearner`), so the two
+differ only in whether the hidden layer learns.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from ..neurons import LIFState
 from .base import Rule, RuleConfig, register
-from .tp import PathState, lif_forward, readout_grad
+from .core import PathState, ReadoutLearner, lif_forward
+
+
+@dataclass
+class ReadoutConfig(RuleConfig):
+    readout: str = "final"
 
 
 @register("readout")
 class ReadoutDelta(Rule):
-    def __init__(self, net, config: RuleConfig | None = None) -> None:
-        super().__init__(net, config)
-        self.opt_out = torch.optim.Adam([net.w_out], lr=self.config.lr_out)
+    config_class = ReadoutConfig
+
+    def __init__(self, net, config: ReadoutConfig | None = None) -> None:
+        super().__init__(net, config or ReadoutConfig())
+        self.make_optimiser([], [net.w_out])
+        self.readout = ReadoutLearner(self.config.readout, net.params.readout_leak)
 
     def begin(self, labels: torch.Tensor) -> None:
         _, h, c = self.net.sizes
-        if self.net.w_out is not self.opt_out.param_groups[0]["params"][0]:
-            self.opt_out = torch.optim.Adam([self.net.w_out], lr=self.config.lr_out)
+        if self.net.w_out is not self.opt.param_groups[0]["params"][0]:  # readout grew
+            self.make_optimiser([], [self.net.w_out])
         b = len(labels)
         self.labels = labels.long()
-        self.onehot = torch.nn.functional.one_hot(self.labels, c).float()
         z = torch.zeros(b, h)
         self.data = PathState(LIFState(z, z.clone()), z.clone())
-        self.m = torch.zeros(b, c)
+        self.readout.begin(b, h, c, torch.nn.functional.one_hot(self.labels, c).float())
 
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
         net, p = self.net, self.net.params
         cur = x @ net.w_in.T + self.data.lif.s @ net.w_rec.T
         s, _, self.data = lif_forward(cur, self.data, p)
-        self.m = p.readout_leak * self.m + s @ net.w_out.T
-        net.w_out.grad = readout_grad(self.m, self.onehot, self.data.eps)
-        for group in self.opt_out.param_groups:
-            group["lr"] = self.config.lr_out * self.lr_factor()
-        with torch.enable_grad():
-            self.opt_out.step()
-        self.steps += 1
-        return self.m
+        d_out = self.readout.step(s, self.data.eps, net.w_out)
+        if d_out is not None:
+            self.accumulate({net.w_out: d_out})
+        return self.readout.m
+
+    def end(self) -> None:
+        d_out = self.readout.final()
+        if d_out is not None:
+            self.flush()
+            self.accumulate({self.net.w_out: d_out})
+        self.flush()
 
     def state_tensors(self) -> list[torch.Tensor]:
-        moments = [t for st in self.opt_out.state.values() for t in st.values()
-                   if torch.is_tensor(t)]
-        return [*self.data.lif, self.data.eps, self.m, *moments]
+        return [*self.data.lif, self.data.eps, *self.readout.tensors(), *self.optimiser_tensors()]

@@ -7,7 +7,8 @@ Per hidden layer and time step, two streams share the neuron core:
 
 (from layer 2 on the label path goes through the same W, R). Layer-wise contrastive loss
 
-    z[b,k] = ⟨ε[b], ε̃[k]⟩     y[b,:] = softmax_k(−‖ε̃₀[b] − ε̃₀[k]‖)     E = mean_b Σ_k −y log softmax(z)
+    z[b,k] = ⟨ε[b], ε̃[k]⟩      y[b,:] = softmax_k(−‖ε̃₀[b] − ε̃₀[k]‖)
+    E = mean_b Σ_k −y log softmax(z)
 
 with every state detached, so ∂E/∂W is the three-factor update
 
@@ -30,6 +31,7 @@ import torch
 
 from ..neurons import LIFParams, LIFState, surrogate, trace_step
 from .base import Rule, RuleConfig, register
+from .core import PathState, ReadoutLearner, lif_forward, readout_grad  # noqa: F401
 
 LABEL_SEED = 20240917  # fixed random label projection; the same for every profile
 
@@ -38,19 +40,6 @@ class LayerGrads(NamedTuple):
     w: torch.Tensor
     w_rec: torch.Tensor
     loss: torch.Tensor
-
-
-class PathState(NamedTuple):
-    lif: LIFState
-    eps: torch.Tensor  # per-neuron trace
-
-
-def lif_forward(current: torch.Tensor, st: PathState, p: LIFParams):
-    """LIF + trace step without autograd: returns (s, v~, new PathState)."""
-    v_tilde = p.alpha * st.lif.v + current
-    s = (v_tilde > p.v_th).to(current.dtype)
-    eps = trace_step(s, st.eps, p.beta)
-    return s, v_tilde, PathState(LIFState(v_tilde - p.v_th * s, s), eps)
 
 
 def contrast_targets(label_traces: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
@@ -88,11 +77,6 @@ def layer_grads(
     return LayerGrads(dw, dr, loss)
 
 
-def readout_grad(m: torch.Tensor, target: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Delta rule (softmax(m) − c*) ⊗ ε, averaged over the batch."""
-    return (torch.softmax(m, dim=1) - target).T @ eps / m.shape[0]
-
-
 def label_projection(n_hidden: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed random S (H × C) and label-path recurrence R̃ (H × H).
 
@@ -113,6 +97,7 @@ class TPConfig(RuleConfig):
     lr: float = 1e-4
     lr_out: float = 1e-4
     contrast: str = "classes"  # or "batch"
+    readout: str = "final"  # or "frame" (see core.ReadoutLearner)
 
 
 @register("tp")
@@ -121,8 +106,8 @@ class TracesPropagation(Rule):
 
     def __init__(self, net, config: TPConfig | None = None) -> None:
         super().__init__(net, config or TPConfig())
-        self.opt_hidden = torch.optim.Adam([net.w_in, net.w_rec], lr=self.config.lr)
-        self.opt_out = torch.optim.Adam([net.w_out], lr=self.config.lr_out)
+        self.make_optimiser([net.w_in, net.w_rec], [net.w_out])
+        self.readout = ReadoutLearner(self.config.readout, net.params.readout_leak)
         self._sync_labels()
 
     def _sync_labels(self) -> None:
@@ -137,7 +122,7 @@ class TracesPropagation(Rule):
         _, h, c = self.net.sizes
         if self.S.shape[1] != c:  # the readout grew (a new keyword)
             self._sync_labels()
-            self.opt_out = torch.optim.Adam([self.net.w_out], lr=self.config.lr_out)
+            self.make_optimiser([self.net.w_in, self.net.w_rec], [self.net.w_out])
         self.labels = labels.long()
         b = len(labels)
         self.onehot = torch.nn.functional.one_hot(self.labels, c).float()
@@ -147,7 +132,7 @@ class TracesPropagation(Rule):
         self.data = self._zero(b, h)
         self.lab = self._zero(self.lab_in.shape[0], h)
         self.lab_in_trace = torch.zeros_like(self.lab_in)
-        self.m = torch.zeros(b, c)
+        self.readout.begin(b, h, c, self.onehot)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,24 +145,20 @@ class TracesPropagation(Rule):
         y = contrast_targets(self.lab_in_trace, self.own)
         grads = layer_grads(x, v_tilde, s_prev, self.data.eps, self.lab_in, v_tilde_lab,
                             s_prev_lab, self.lab.eps, y, p, shared=False)
-        self.m = p.readout_leak * self.m + s @ net.w_out.T
-        d_out = readout_grad(self.m, self.onehot, self.data.eps)
-        f = self.lr_factor()
-        for group in self.opt_hidden.param_groups:
-            group["lr"] = self.config.lr * f
-        for group in self.opt_out.param_groups:
-            group["lr"] = self.config.lr_out * f
-        net.w_in.grad, net.w_rec.grad, net.w_out.grad = grads.w, grads.w_rec, d_out
-        with torch.enable_grad():
-            self.opt_hidden.step()
-            self.opt_out.step()
-        self.steps += 1
-        self.last_loss = float(grads.loss)
-        return self.m
+        d_out = self.readout.step(s, self.data.eps, net.w_out)
+        upd = {net.w_in: grads.w, net.w_rec: grads.w_rec}
+        self.accumulate(upd if d_out is None else upd | {net.w_out: d_out})
+        self.last_loss = grads.loss
+        return self.readout.m
+
+    def end(self) -> None:
+        d_out = self.readout.final()
+        if d_out is not None:
+            self.flush()
+            self.accumulate({self.net.w_out: d_out})
+        self.flush()
 
     def state_tensors(self) -> list[torch.Tensor]:
         per_frame = [*self.data.lif, self.data.eps, *self.lab.lif, self.lab.eps,
-                     self.lab_in_trace, self.m]
-        moments = [t for o in (self.opt_hidden, self.opt_out) for st in o.state.values()
-                   for t in st.values() if torch.is_tensor(t)]
-        return per_frame + moments + [self.S, self.R]
+                     self.lab_in_trace, *self.readout.tensors()]
+        return per_frame + self.optimiser_tensors() + [self.S, self.R]

@@ -1,0 +1,204 @@
+"""Adaptation drivers: clips in a batch (benchmarks) and audio streams (the service).
+
+:class:`AdaptSession` consumes a recording as it arrives: front end → encoder → an energy
+voice-activity detector that cuts it into utterances → one learning-rule pass per utterance.
+It keeps a ring buffer of at most ``RING`` frames, so its memory does not depend on how long
+the recording is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from .audio import AudioError
+from .pipeline import KWSModel
+from .rules import Rule, make_rule
+
+WINDOW = 98  # frames in a 1 s utterance window, as in training
+RING = 160  # frames of history the segmenter keeps
+
+
+class NoSpeechError(AudioError):
+    """The recording holds no utterance to learn from."""
+
+    def __init__(self, message: str = "no speech found in the recording") -> None:
+        super().__init__(message, "no-speech")
+
+
+DEFAULTS: dict[str, dict] = {
+    "tp": {"lr": 1e-4, "lr_out": 1e-4},
+    "readout": {"lr_out": 1e-4},
+    "bptt": {"lr": 1e-4, "lr_out": 1e-4},
+}
+DEFAULT_EPOCHS = 3
+
+
+def make(model: KWSModel, rule: str, **hp) -> Rule:
+    return make_rule(rule, model.net, **(DEFAULTS.get(rule, {}) | hp))
+
+
+def run_utterances(rule: Rule, x: torch.Tensor, labels: torch.Tensor) -> None:
+    """One rule pass over utterance(s) x (B, T, n_in) of classes ``labels`` (B,)."""
+    rule.begin(labels)
+    for t in range(x.shape[1]):
+        rule.step(x[:, t])
+    rule.end()
+
+
+def adapt_inputs(
+    model: KWSModel,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    rule: str = "tp",
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
+    **hp,
+) -> Rule:
+    """Adapt ``model`` in place on encoded clips x (N, T, n_in).
+
+    With TP's all-classes contrast (and the other single-sample rules) clips go one at a
+    time in a shuffled order each epoch, as a user's recordings would; the paper's batch
+    contrast sees the whole support set as one batch.
+    """
+    n = len(x)
+    batch = hp.get("contrast") == "batch"
+    total = epochs * (1 if batch else n) * x.shape[1]
+    r = make(model, rule, total_steps=total, **hp)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        if batch:
+            run_utterances(r, x, labels)
+            continue
+        for i in torch.randperm(n, generator=gen).tolist():
+            run_utterances(r, x[i : i + 1], labels[i : i + 1])
+    return r
+
+
+@dataclass
+class AdaptResult:
+    label: str
+    utterances: int
+    prob_before: float
+    prob_after: float
+    new_label: bool
+    hyperparameters: dict = field(default_factory=dict)
+
+
+class Segmenter:
+    """Streaming energy VAD: emits 1 s windows of encoded frames centred on each utterance.
+
+    Log-energy per frame against a slowly rising noise floor; an utterance starts when the
+    energy is ``on`` nats above the floor and ends after ``hang`` quiet frames.
+    """
+
+    def __init__(self, on: float = 3.0, hang: int = 20, max_len: int = 120) -> None:
+        self.on, self.hang, self.max_len = on, hang, max_len
+        self.ring: deque[tuple[float, torch.Tensor]] = deque(maxlen=RING)
+        self.floor = math.inf
+        self.frame = 0
+        self.seg_start: int | None = None
+        self.quiet = 0
+        self.frames_seen = 0
+
+    def push(self, energy: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
+        """Add frames (energies (t,), inputs (t, n_in)); return completed windows."""
+        out = []
+        for e, xt in zip(energy.tolist(), x, strict=True):
+            self.ring.append((e, xt))
+            self.floor = min(self.floor + 0.005, e)
+            loud = e > self.floor + self.on
+            if self.seg_start is None:
+                if loud:
+                    self.seg_start, self.quiet = self.frame, 0
+            else:
+                self.quiet = 0 if loud else self.quiet + 1
+                if self.quiet >= self.hang or self.frame - self.seg_start >= self.max_len:
+                    out.append(self._window(self.seg_start, self.frame - self.quiet))
+                    self.seg_start = None
+            self.frame += 1
+        return out
+
+    def flush(self) -> list[torch.Tensor]:
+        """End of stream: close an open utterance; a short recording with no detected
+        utterance (e.g. a 1 s clip recorded close to the microphone) counts as one."""
+        if self.seg_start is not None:
+            w = [self._window(self.seg_start, self.frame - 1 - self.quiet)]
+            self.seg_start = None
+            return w
+        return []
+
+    def whole(self) -> torch.Tensor | None:
+        """All frames of a recording short enough to sit in the ring, or None."""
+        if not self.ring or self.frame > RING:
+            return None
+        return torch.stack([xt for _, xt in self.ring])
+
+    def _window(self, start: int, end: int) -> torch.Tensor:
+        """WINDOW frames centred on [start, end] (clamped to what the ring holds)."""
+        first = self.frame - len(self.ring) + 1  # frame index of ring[0]
+        centre = (start + end) // 2
+        lo = max(first, min(centre - WINDOW // 2, self.frame + 1 - WINDOW))
+        frames = [xt for i, (_, xt) in enumerate(self.ring) if lo <= first + i < lo + WINDOW]
+        return torch.stack(frames)
+
+
+class AdaptSession:
+    """Adapt a model on one streamed recording of one label (in place: pass a clone)."""
+
+    def __init__(
+        self, model: KWSModel, label: str, rule: str = "tp", epochs: int = DEFAULT_EPOCHS, **hp
+    ) -> None:
+        self.model = model
+        self.new_label = label not in model.labels
+        self.index = model.add_label(label)
+        self.label = label
+        self.epochs = epochs
+        self.rule = make(model, rule, **hp)
+        self.before = model.net.__class__(*model.net.sizes, model.net.params)
+        self.before.load_state_dict(model.net.state_dict())
+        self.stream = model.init_stream()
+        self.segmenter = Segmenter()
+        self.n_mels = model.config.frontend.n_mels
+        self.p_before: list[float] = []
+        self.p_after: list[float] = []
+
+    def hyperparameters(self) -> dict:
+        return self.rule.hyperparameters() | {"epochs": self.epochs}
+
+    def feed(self, samples: torch.Tensor) -> int:
+        """Consume audio (1-D float, 16 kHz); returns utterances learned so far."""
+        frames, x, self.stream = self.model.stream(samples, self.stream)
+        if frames.shape[1]:
+            energy = torch.logsumexp(frames[0, :, : self.n_mels], dim=1)
+            for w in self.segmenter.push(energy, x[0]):
+                self._learn(w)
+        return len(self.p_after)
+
+    @torch.no_grad()
+    def _prob(self, net, w: torch.Tensor) -> float:
+        net.eval()
+        m, _, _ = net(w.unsqueeze(0))
+        return float(torch.softmax(m, dim=1)[0, self.index])
+
+    def _learn(self, w: torch.Tensor) -> None:
+        self.p_before.append(self._prob(self.before, w))
+        lab = torch.tensor([self.index])
+        for _ in range(self.epochs):
+            run_utterances(self.rule, w.unsqueeze(0), lab)
+        self.p_after.append(self._prob(self.model.net, w))
+
+    def finish(self) -> AdaptResult:
+        for w in self.segmenter.flush():
+            self._learn(w)
+        if not self.p_after:
+            whole = self.segmenter.whole()
+            if whole is None or whole.shape[0] < 10:
+                raise NoSpeechError()
+            self._learn(whole)
+        n = len(self.p_after)
+        return AdaptResult(self.label, n, sum(self.p_before) / n, sum(self.p_after) / n,
+                           self.new_label, self.hyperparameters())

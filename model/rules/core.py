@@ -1,0 +1,63 @@
+"""Pieces every local rule shares: the no-autograd LIF + trace step and the readout learner."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from ..neurons import LIFParams, LIFState, trace_step
+
+
+class PathState(NamedTuple):
+    lif: LIFState
+    eps: torch.Tensor  # per-neuron trace
+
+
+def lif_forward(current: torch.Tensor, st: PathState, p: LIFParams):
+    """LIF + trace step without autograd: returns (s, v~, new PathState)."""
+    v_tilde = p.alpha * st.lif.v + current
+    s = (v_tilde > p.v_th).to(current.dtype)
+    eps = trace_step(s, st.eps, p.beta)
+    return s, v_tilde, PathState(LIFState(v_tilde - p.v_th * s, s), eps)
+
+
+def readout_grad(m: torch.Tensor, target: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Delta rule (softmax(m) − c*) ⊗ ε, averaged over the batch."""
+    return (torch.softmax(m, dim=1) - target).T @ eps / m.shape[0]
+
+
+class ReadoutLearner:
+    """The readout's delta rule, in one of two timings.
+
+    ``final`` (default): the eligibility e = λ e + s (λ = the readout leak, so e is exactly
+    ∂m/∂W_out) runs over the utterance and the update (softmax(m_T) − c*) ⊗ e is applied at
+    its end, the forward-mode gradient of the cross-entropy of the prediction the model makes
+    (the readout at the last frame). ``frame``: the per-frame delta rule of the TP reference
+    code, (softmax(m_t) − c*) ⊗ ε_t at every frame.
+    """
+
+    def __init__(self, mode: str, leak: float) -> None:
+        if mode not in ("final", "frame"):
+            raise ValueError(f"unknown readout mode {mode!r}")
+        self.mode, self.leak = mode, leak
+
+    def begin(self, b: int, h: int, c: int, target: torch.Tensor) -> None:
+        self.target = target
+        self.e = torch.zeros(b, h)
+        self.m = torch.zeros(b, c)
+
+    def step(self, s: torch.Tensor, eps: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor | None:
+        """Advance the readout; return the per-frame update (``frame`` mode) or None."""
+        self.m = self.leak * self.m + s @ w_out.T
+        if self.mode == "frame":
+            return readout_grad(self.m, self.target, eps)
+        self.e = self.leak * self.e + s
+        return None
+
+    def final(self) -> torch.Tensor | None:
+        """The end-of-utterance update (``final`` mode) or None."""
+        return readout_grad(self.m, self.target, self.e) if self.mode == "final" else None
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.e, self.m]
