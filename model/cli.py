@@ -68,11 +68,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .personalize import bench_personalize
 
         res = bench_personalize(_model(a.model), a.data, a.rule, a.shots, a.val_percent,
-                                progress=not a.json)
+                                epochs=a.epochs, progress=not a.json)
     elif a.what == "memory":
         from .memory import bench_memory
 
-        res = bench_memory(_model(a.model), a.rule, a.seconds)
+        res = bench_memory(None, a.rule, a.seconds, model_path=a.model)
     else:  # pragma: no cover - argparse restricts choices
         raise SystemExit(f"unknown benchmark {a.what}")
     print(json.dumps(res) if a.json else json.dumps(res, indent=2))
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="pretrain on a folder in GSC layout")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True, help="model path (.safetensors; .json beside)")
-    t.add_argument("--rule", default="bptt")
+    t.add_argument("--rule", default="bptt", choices=["bptt"])
     t.add_argument("--epochs", type=int, default=60)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -129,9 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=50)
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--data", default=str(Path("..") / "shared" / "data" / "speech_commands"))
-    b.add_argument("--rule", default="tp")
+    b.add_argument("--rule", default="tp", choices=["tp", "readout", "bptt"])
     b.add_argument("--shots", default="1")
-    b.add_argument("--val-percent", type=int, default=20)
+    b.add_argument("--val-percent", type=int, default=None,
+                   help="speaker split of the model (default: the one it was trained with)")
+    b.add_argument("--epochs", type=int, default=1, help="passes over the support set")
     b.add_argument("--seconds", nargs="+", default=["1", "30"])
     b.set_defaults(func=cmd_bench)
 

@@ -44,6 +44,10 @@ class TrainConfig:
     resume: bool = False
     rule: str = "bptt"
     readout_lr_scale: float = 0.02
+    noise_prob: float = 0.8
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    time_mask: int = 10
+    mel_mask: int = 6
     limit_steps: int = 0  # >0: stop each epoch after this many batches (smoke tests)
 
 
@@ -65,6 +69,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
     """Load audio, fit the normalisation on the training speakers, encode the validation set."""
     clips = scan(cfg.data)
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
+    if not train_c:
+        raise ValueError(f"no training speakers in {cfg.data} with --val-percent {cfg.val_percent}")
     train_waves, val_waves = load_waves(train_c), load_waves(val_c)
     mc = ModelConfig(
         n_hidden=cfg.hidden,
@@ -83,7 +89,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
                     noise_recordings(cfg.data))
 
 
-def augmented_batch(p: Prepared, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augmented_batch(
+    p: Prepared, idx: torch.Tensor, gen: torch.Generator, cfg: TrainConfig
+) -> torch.Tensor:
     """Encoded inputs for a batch of training clips, freshly augmented."""
     model = p.model
     waves = p.train_waves[idx].clone()
@@ -100,10 +108,11 @@ def augmented_batch(p: Prepared, idx: torch.Tensor, gen: torch.Generator) -> tor
     noise = augment.noise_windows(p.noise, len(idx), n, gen)
     if not p.noise:  # no noise recordings in the folder: white noise
         noise = torch.randn(len(idx), n, generator=gen)
-    waves = augment.mix_noise(waves, noise, (5.0, 30.0), 0.8, gen)
+    waves = augment.mix_noise(waves, noise, tuple(cfg.snr_db), cfg.noise_prob, gen)
     with torch.no_grad():
         feats = model.normalise(model.frontend(waves))
-        feats = augment.spec_mask(feats, model.config.frontend.n_mels, 10, 6, gen)
+        n_mels = model.config.frontend.n_mels
+        feats = augment.spec_mask(feats, n_mels, cfg.time_mask, cfg.mel_mask, gen)
         x, _ = encode(feats, encoder_init(), model.config.encoder)
     return x
 
@@ -137,9 +146,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Run pretraining; returns a summary (best validation accuracy, epochs, paths)."""
     if cfg.rule != "bptt":
-        from .rules.pretrain import train_local
-
-        return train_local(cfg, progress)
+        raise ValueError(f"pretraining with rule {cfg.rule!r} is not available; use 'bptt'")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -176,7 +183,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                    leave=False)
         for _ in bar:
             idx = torch.multinomial(weights, cfg.batch, replacement=True, generator=gen)
-            x, y = augmented_batch(p, idx, gen), p.train_y[idx]
+            x, y = augmented_batch(p, idx, gen, cfg), p.train_y[idx]
             m, _, rate = net(x, dropout=cfg.dropout)
             loss = lossf(m, y)
             opt.zero_grad()

@@ -23,7 +23,8 @@ def _one_step_graph(shared: bool, seed: int = 0):
     w_rec = (r(h, h) - 0.5).mul(0.5).requires_grad_()
     s_lab_w = r(h, k) if not shared else None  # fixed S at layer 1
     r_lab = (r(h, h) - 0.5) * 0.5
-    x, x_lab = (r(b, n_in) < 0.4).double(), (r(k, n_in) < 0.4).double() if shared else torch.eye(k, dtype=torch.float64)
+    x = (r(b, n_in) < 0.4).double()
+    x_lab = (r(k, n_in) < 0.4).double() if shared else torch.eye(k, dtype=torch.float64)
     v, v_lab = r(b, h) * 0.6, r(k, h) * 0.6
     s_prev, s_prev_lab = (r(b, h) < 0.3).double(), (r(k, h) < 0.3).double()
     eps_prev, eps_prev_lab = r(b, h) * 3, r(k, h) * 3

@@ -1,0 +1,81 @@
+"""Peak memory and cost of adapting on S seconds of streamed audio (one utterance).
+
+Each (rule, S) runs in a fresh Python process, so one measurement's high-water mark cannot
+hide another's: peak_bytes = peak RSS during the adaptation − RSS just before it. Audio is
+generated and fed in 100 ms chunks, the way /adapt receives it, so the audio itself is never
+held whole.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from .adapt import DEFAULTS, make
+from .pipeline import KWSModel
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def measure_one(model_path: str | None, rule: str, seconds: float) -> dict:
+    """Adapt on ``seconds`` of audio in this process; return peak bytes and timings."""
+    torch.set_num_threads(1)
+    model = KWSModel.load(model_path)
+    gen = torch.Generator().manual_seed(0)
+    one = torch.randn(16_000, generator=gen) * 0.05
+    model.logits(one)  # warm the inference path
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        model.logits(one)
+        times.append(time.perf_counter() - t0)
+    infer_ms = statistics.median(times) * 1000
+    r = make(model, rule, **DEFAULTS.get(rule, {}))
+    stream = model.init_stream()
+    base = _rss_bytes()
+    t0 = time.perf_counter()
+    r.begin(torch.tensor([0]))
+    for _ in range(int(seconds * 10)):
+        x, stream = model.stream_inputs(torch.randn(1600, generator=gen) * 0.05, stream)
+        for t in range(x.shape[1]):
+            r.step(x[:, t])
+    r.end()
+    elapsed = time.perf_counter() - t0
+    return {"peak_bytes": max(0, _peak_bytes() - base), "seconds": seconds,
+            "ms_per_second_of_audio": elapsed * 1000 / seconds,
+            "inference_ms_per_second_of_audio": infer_ms}
+
+
+def bench_memory(model: KWSModel | None, rule: str, seconds: list[str],
+                 model_path: str | None = None) -> dict:
+    """Run :func:`measure_one` for each duration in a child process; JSON-ready summary."""
+    peaks, last = {}, {}
+    for s in seconds:
+        code = ("import json,sys; from model.memory import measure_one; "
+                f"print(json.dumps(measure_one({model_path!r}, {rule!r}, {float(s)})))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        last = json.loads(out.stdout.strip().splitlines()[-1])
+        peaks[s] = last["peak_bytes"]
+    return {
+        "rule": rule,
+        "peak_bytes": peaks,
+        "ms_per_second_of_audio": round(last["ms_per_second_of_audio"], 2),
+        "inference_ms_per_second_of_audio": round(last["inference_ms_per_second_of_audio"], 2),
+        "cost_vs_inference": round(last["ms_per_second_of_audio"]
+                                   / last["inference_ms_per_second_of_audio"], 2),
+        "threads": 1,
+    }

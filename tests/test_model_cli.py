@@ -1,0 +1,92 @@
+"""Save/load round trip, the shipped model, and the CLI commands end to end."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from _clips import GSC, clip_path, wave
+
+from model.cli import main
+from model.pipeline import LABELS, PRETRAINED, KWSModel, ModelConfig
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    m = KWSModel(ModelConfig(n_hidden=48))
+    m.mean, m.std = torch.randn(120), torch.rand(120) + 0.5
+    sha = m.save(tmp_path / "m")
+    assert len(sha) == 64 and (tmp_path / "m.json").is_file()
+    m2 = KWSModel.load(tmp_path / "m.safetensors")
+    w = wave("go", 0)
+    assert torch.equal(m.logits(w), m2.logits(w))
+    assert m2.labels == m.labels and m2.config.encoder == m.config.encoder
+    assert torch.equal(KWSModel.from_bytes(m.to_bytes()).logits(w), m.logits(w))
+
+
+def test_add_label_grows_the_readout():
+    m = KWSModel(ModelConfig(n_hidden=16))
+    w = wave("yes", 0)
+    before = m.logits(w)
+    assert m.add_label("seven") == 12
+    after = m.logits(w)
+    assert after.shape == (13,) and torch.equal(after[:12], before) and after[12] == 0
+
+
+def test_shipped_model_beats_chance_on_held_out_clips():
+    if not PRETRAINED.is_file():
+        pytest.skip("no shipped model in this checkout")
+    m = KWSModel.load()
+    assert m.labels == LABELS and m.config.encoder.kind == "sigma-delta"
+    clips = sorted(GSC.glob("*/*.flac"))
+    from model.data import scan
+    from model.evaluate import evaluate_clips
+
+    res = evaluate_clips(m, scan(GSC))
+    assert res["n"] == len(clips)
+    assert res["accuracy"] > 0.4  # 12 classes: chance is 0.08
+
+
+def test_cli_train_evaluate_predict(tmp_path, capsys):
+    data = tmp_path / "gsc"
+    shutil.copytree(GSC, data)
+    out = tmp_path / "tiny"
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "2",
+                 "--hidden", "24", "--batch", "8", "--val-percent", "0", "--threads", "1",
+                 "--limit-steps", "2", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (tmp_path / "tiny.safetensors").is_file()
+    assert (tmp_path / "tiny-curves.png").stat().st_size > 1000
+    assert summary["epochs"] == 2
+    # resume continues from the checkpoint instead of starting over
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "3",
+                 "--hidden", "24", "--batch", "8", "--val-percent", "0", "--threads", "1",
+                 "--limit-steps", "2", "--quiet", "--resume"]) == 0
+    hist = json.loads((tmp_path / "tiny-history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    capsys.readouterr()
+
+    model = str(out.with_suffix(".safetensors"))
+    assert main(["evaluate", "--data", str(data), "--model", model, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == len(list(GSC.glob("*/*.flac")))
+    assert 0.0 <= res["accuracy"] <= 1.0
+    assert len(res["confusion"]) == 12 and sum(map(sum, res["confusion"])) == res["n"]
+    assert set(res["per_class"]) <= set(LABELS)
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all" * 10)
+    assert main(["predict", str(clip_path("up", 0)), str(bad), "--model", model]) == 1
+    captured = capsys.readouterr()
+    label, prob = captured.out.strip().split("\t")[1:]
+    assert label in LABELS and 0 <= float(prob) <= 1
+    assert "not-audio" in captured.err or "readable" in captured.err
+
+
+def test_cli_bench_infer_prints_json(capsys, tmp_path):
+    m = KWSModel(ModelConfig(n_hidden=32))
+    m.save(tmp_path / "m")
+    assert main(["bench", "infer", "--json", "--repeats", "3",
+                 "--model", str(tmp_path / "m.safetensors")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["threads"] == 1 and res["real_time_factor"] > 0
