@@ -34,6 +34,7 @@ from .base import Rule, RuleConfig, register
 from .core import PathState, ReadoutLearner, lif_forward, readout_grad  # noqa: F401
 
 LABEL_SEED = 20240917  # fixed random label projection; the same for every profile
+LABEL_CACHE_FRAMES = 100  # label-path traces kept per rule (they do not depend on the audio)
 
 
 class LayerGrads(NamedTuple):
@@ -53,9 +54,9 @@ def layer_grads(
     v_tilde: torch.Tensor,
     s_prev: torch.Tensor,
     eps: torch.Tensor,
-    x_lab: torch.Tensor,
-    v_tilde_lab: torch.Tensor,
-    s_prev_lab: torch.Tensor,
+    x_lab: torch.Tensor | None,
+    v_tilde_lab: torch.Tensor | None,
+    s_prev_lab: torch.Tensor | None,
     eps_lab: torch.Tensor,
     y: torch.Tensor,
     p: LIFParams,
@@ -63,7 +64,8 @@ def layer_grads(
 ) -> LayerGrads:
     """Hand-written ∂E/∂W and ∂E/∂R of one layer at one step (the three-factor update).
 
-    ``shared``: the label path goes through the same W, R (layers ≥ 2), so its terms add.
+    ``shared``: the label path goes through the same W, R (layers ≥ 2), so its terms add;
+    otherwise (layer 1, fixed S and R̃) the label-path inputs are not needed and may be None.
     """
     z = eps @ eps_lab.T
     logp = torch.log_softmax(z, dim=1)
@@ -132,19 +134,25 @@ class TracesPropagation(Rule):
         self.data = self._zero(b, h)
         self.lab = self._zero(self.lab_in.shape[0], h)
         self.lab_in_trace = torch.zeros_like(self.lab_in)
+        self.t = 0
+        if self.config.contrast != "classes" or getattr(self, "_cache_c", None) != c:
+            # In the all-classes contrast the label paths are a fixed function of time
+            # (fixed S, R̃, constant one-hot input), identical for every utterance: their
+            # first LABEL_CACHE_FRAMES traces are computed once and reused.
+            self._cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+            self._cache_c = c if self.config.contrast == "classes" else None
         self.readout.begin(b, h, c, self.onehot)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
         net, p = self.net, self.net.params
-        s_prev, s_prev_lab = self.data.lif.s, self.lab.lif.s
+        s_prev = self.data.lif.s
         s, v_tilde, self.data = lif_forward(x @ net.w_in.T + s_prev @ net.w_rec.T, self.data, p)
-        lab_cur = self.lab_in @ self.S.T + s_prev_lab @ self.R.T
-        _, v_tilde_lab, self.lab = lif_forward(lab_cur, self.lab, p)
-        self.lab_in_trace = trace_step(self.lab_in, self.lab_in_trace, p.beta)
-        y = contrast_targets(self.lab_in_trace, self.own)
-        grads = layer_grads(x, v_tilde, s_prev, self.data.eps, self.lab_in, v_tilde_lab,
-                            s_prev_lab, self.lab.eps, y, p, shared=False)
+        eps_lab, lab_in_trace = self._label_step()
+        y = contrast_targets(lab_in_trace, self.own)
+        # layer 1: the label path runs through fixed S, R̃, so only the data path has terms
+        grads = layer_grads(x, v_tilde, s_prev, self.data.eps, None, None, None, eps_lab, y, p,
+                            shared=False)
         d_out = self.readout.step(s, self.data.eps, net.w_out)
         upd = {net.w_in: grads.w, net.w_rec: grads.w_rec}
         self.accumulate(upd if d_out is None else upd | {net.w_out: d_out})
@@ -158,7 +166,23 @@ class TracesPropagation(Rule):
             self.accumulate({self.net.w_out: d_out})
         self.flush()
 
+    def _label_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance the label paths one frame; returns (ε̃, label input trace)."""
+        t, self.t = self.t, self.t + 1
+        cached = self._cache_c is not None
+        if cached and t < len(self._cache):
+            self.lab, self.lab_in_trace = self._cache[t]
+        else:
+            p = self.net.params
+            lab_cur = self.lab_in @ self.S.T + self.lab.lif.s @ self.R.T
+            _, _, self.lab = lif_forward(lab_cur, self.lab, p)
+            self.lab_in_trace = trace_step(self.lab_in, self.lab_in_trace, p.beta)
+            if cached and t == len(self._cache) and t < LABEL_CACHE_FRAMES:
+                self._cache.append((self.lab, self.lab_in_trace))
+        return self.lab.eps, self.lab_in_trace
+
     def state_tensors(self) -> list[torch.Tensor]:
         per_frame = [*self.data.lif, self.data.eps, *self.lab.lif, self.lab.eps,
                      self.lab_in_trace, *self.readout.tensors()]
-        return per_frame + self.optimiser_tensors() + [self.S, self.R]
+        cache = [t for st, tr in getattr(self, "_cache", []) for t in (*st.lif, st.eps, tr)]
+        return per_frame + cache + self.optimiser_tensors() + [self.S, self.R]
