@@ -41,7 +41,24 @@ DEFAULT_EPOCHS = 1
 
 
 def make(model: KWSModel, rule: str, **hp) -> Rule:
-    return make_rule(rule, model.net, **(DEFAULTS.get(rule, {}) | hp))
+    r = make_rule(rule, model.net, **(DEFAULTS.get(rule, {}) | hp))
+    r.replay_bank = model.replay
+    return r
+
+
+@torch.no_grad()
+def build_replay(
+    model: KWSModel, waves: torch.Tensor, labels: torch.Tensor, per_class: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spike sums of ``per_class`` random clips of each class: the readout replay bank."""
+    gen = torch.Generator().manual_seed(seed)
+    pick = []
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        pick.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
+    idx = torch.cat(pick)
+    counts = model.net.spike_counts(model.inputs(waves[idx]))
+    return counts, labels[idx].clone()
 
 
 def run_utterances(rule: Rule, x: torch.Tensor, labels: torch.Tensor) -> None:

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--hidden", type=int, default=450)
-    t.add_argument("--encoder", default="sigma-delta", choices=["sigma-delta", "analog"])
+    t.add_argument("--encoder", default="sigma-delta", choices=["sigma-delta", "level", "analog"])
     t.add_argument("--threshold", type=float, default=0.5)
     t.add_argument("--levels", type=int, default=2)
     t.add_argument("--val-percent", type=int, default=20)

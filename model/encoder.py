@@ -9,8 +9,10 @@ fire units with soft reset and no leak (a first-order sigma-delta modulator). Pe
 
 and unit k of a population spikes when n > k (a thermometer code over L levels). The spike
 count tracks the feature over time with the quantisation error pushed to high frequencies,
-which the membrane leak of the network filters out. ``analog`` passes the features through as
-current, as the reference TP code does. The encoder is stateful: chunked == whole.
+which the membrane leak of the network filters out. ``level``: a population of threshold units per feature and polarity with no memory (a
+level-crossing code): n = clamp(round(x/θ), −L, L) and the same thermometer output; it
+quantises each frame instead of dithering across frames. ``analog`` passes the features
+through as current, as the reference TP code does. The encoder is stateful: chunked == whole.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    kind: str = "sigma-delta"  # or "analog"
+    kind: str = "sigma-delta"  # or "level", "analog"
     threshold: float = 0.5
     levels: int = 2
 
@@ -48,9 +50,11 @@ def encode(
     """Encode (B, T, F) normalised features into (B, T, n_outputs) inputs for the network."""
     if config.kind == "analog":
         return x, state
-    if config.kind != "sigma-delta":
+    if config.kind not in ("sigma-delta", "level"):
         raise ValueError(f"unknown encoder kind {config.kind!r}")
     theta, levels = config.threshold, config.levels
+    if config.kind == "level":
+        return _thermometer(torch.clamp(torch.round(x / theta), -levels, levels), levels), state
     u = x.new_zeros(x.shape[0], x.shape[2]) if state.u is None else state.u
     b, t_len, f = x.shape
     counts = x.new_zeros(b, t_len, f)  # signed spike count n_on − n_off (only one is non-zero)
@@ -61,8 +65,12 @@ def encode(
         n = torch.clamp(torch.trunc(u), -levels, levels)  # floor toward zero for both signs
         u = torch.clamp(u - n, -levels, levels)
         counts[:, t] = n
-    ks = torch.arange(levels, dtype=x.dtype)
-    on = (counts.unsqueeze(-1) > ks).to(x.dtype)  # (B, T, F, L) thermometer
-    off = ((-counts).unsqueeze(-1) > ks).to(x.dtype)
-    out = torch.cat([on.flatten(2), off.flatten(2)], dim=2)
-    return out, EncoderState(u * theta)
+    return _thermometer(counts, levels), EncoderState(u * theta)
+
+
+def _thermometer(counts: torch.Tensor, levels: int) -> torch.Tensor:
+    """Signed counts (B, T, F) → binary (B, T, F·2·L): ON units k < n, OFF units k < −n."""
+    ks = torch.arange(levels, dtype=counts.dtype)
+    on = (counts.unsqueeze(-1) > ks).to(counts.dtype)  # (B, T, F, L)
+    off = ((-counts).unsqueeze(-1) > ks).to(counts.dtype)
+    return torch.cat([on.flatten(2), off.flatten(2)], dim=2)

@@ -71,6 +71,11 @@ class SNN(nn.Module):
             rate = rate + s.mean()
         return m, NetState(hidden, m), rate / max(t_len, 1)
 
+    @torch.no_grad()
+    def spike_counts(self, x: torch.Tensor) -> torch.Tensor:
+        """Readout-leak-weighted spike sums (B, H) of whole clips: ∂m_T/∂W_out per sample."""
+        return self._run(x, self.init_state(x.shape[0]))[0]
+
     def _infer(
         self, x: torch.Tensor, state: NetState
     ) -> tuple[torch.Tensor, NetState, torch.Tensor]:
@@ -78,6 +83,13 @@ class SNN(nn.Module):
 
         The readout is linear, so it is applied once to the leak-weighted spike sum.
         """
+        acc, count, v, s = self._run(x, state)
+        p = self.params
+        m = state.m * p.readout_leak ** x.shape[1] + acc @ self.w_out.T
+        rate = count.sum() / max(1, x.shape[0] * x.shape[1] * v.shape[1])
+        return m, NetState(LIFState(v, s), m), rate
+
+    def _run(self, x: torch.Tensor, state: NetState):
         p = self.params
         cur_in = x @ self.w_in.T
         w_rec_t = self.w_rec.T
@@ -93,6 +105,4 @@ class SNN(nn.Module):
                 acc.mul_(p.readout_leak)
                 count.add_(s)
             acc.add_(s)
-        m = state.m * p.readout_leak ** x.shape[1] + acc @ self.w_out.T
-        rate = count.sum() / max(1, x.shape[0] * x.shape[1] * v.shape[1])
-        return m, NetState(LIFState(v, s), m), rate
+        return acc, count, v, s

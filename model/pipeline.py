@@ -88,8 +88,14 @@ class KWSModel:
         n_feat = config.frontend.n_features
         self.mean = torch.zeros(n_feat) if mean is None else mean.float()
         self.std = torch.ones(n_feat) if std is None else std.float()
+        # mean rate of each encoder output on the training data: the network sees x − μ, i.e.
+        # binary spikes plus a constant bias current −W μ per neuron (zero for analog input)
+        self.in_mean = torch.zeros(config.encoder.n_outputs(n_feat))
         n_in = config.encoder.n_outputs(n_feat)
         self.net = net or SNN(n_in, config.n_hidden, len(config.labels), config.lif)
+        # replay bank for the readout: spike sums of a few training clips per class and
+        # their labels (see model.adapt.build_replay); None if the model has none
+        self.replay: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -100,10 +106,10 @@ class KWSModel:
         return (frames - self.mean) / self.std
 
     def inputs(self, wave: torch.Tensor) -> torch.Tensor:
-        """Whole clip(s) (n,) or (B, n) → encoded network inputs (B, T, n_in)."""
+        """Whole clip(s) (n,) or (B, n) → network inputs (B, T, n_in): encoder output − μ."""
         frames = self.frontend(wave if wave.dim() == 2 else wave.unsqueeze(0))
         x, _ = encode(self.normalise(frames), encoder_init(), self.config.encoder)
-        return x
+        return x - self.in_mean
 
     def init_stream(self) -> StreamState:
         return StreamState(self.frontend.init_state(1), encoder_init(), self.net.init_state(1))
@@ -114,7 +120,7 @@ class KWSModel:
         """Chunk of samples → (raw frames (1, t, F), encoded inputs (1, t, n_in), state)."""
         frames, fe = self.frontend.step(chunk, state.frontend)
         x, enc = encode(self.normalise(frames), state.encoder, self.config.encoder)
-        return frames, x, state._replace(frontend=fe, encoder=enc)
+        return frames, x - self.in_mean, state._replace(frontend=fe, encoder=enc)
 
     def stream_inputs(
         self, chunk: torch.Tensor, state: StreamState
@@ -154,6 +160,9 @@ class KWSModel:
     def tensors(self) -> dict[str, torch.Tensor]:
         t = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
         t["norm.mean"], t["norm.std"] = self.mean.contiguous(), self.std.contiguous()
+        t["norm.in_mean"] = self.in_mean.contiguous()
+        if self.replay is not None:
+            t["replay.counts"], t["replay.labels"] = (r.contiguous() for r in self.replay)
         return t
 
     def to_bytes(self) -> bytes:
@@ -170,7 +179,12 @@ class KWSModel:
         n_in, n_hidden, n_out = t["w_in"].shape[1], t["w_in"].shape[0], t["w_out"].shape[0]
         net = SNN(n_in, n_hidden, n_out, config.lif)
         net.load_state_dict({k: t[k] for k in ("w_in", "w_rec", "w_out")})
-        return cls(config, net, t["norm.mean"], t["norm.std"])
+        model = cls(config, net, t["norm.mean"], t["norm.std"])
+        if "norm.in_mean" in t:
+            model.in_mean = t["norm.in_mean"]
+        if "replay.counts" in t:
+            model.replay = (t["replay.counts"], t["replay.labels"])
+        return model
 
     def save(self, path: str | Path) -> str:
         """Write ``X.safetensors`` and a human-readable ``X.json``; returns the sha256."""

@@ -130,6 +130,10 @@ def _pcm_to_float(raw: bytes, fmt: int, bits: int, channels: int) -> np.ndarray:
     return a.reshape(-1, channels)
 
 
+class _OtherWav(Exception):
+    """A WAV encoding this parser does not stream (µ-law, A-law, ADPCM...): libsndfile gets it."""
+
+
 class _Wav:
     """Incremental RIFF/WAVE parser: header → fmt → (skipped chunks) → data samples."""
 
@@ -157,7 +161,7 @@ class _Wav:
             fmt = int.from_bytes(body[24:26], "little")  # first two bytes of the sub-format GUID
         ok = (fmt == FMT_PCM and bits in (8, 16, 24, 32)) or (fmt == FMT_FLOAT and bits in (32, 64))
         if not ok:
-            raise AudioError(f"unsupported WAV encoding (format {fmt}, {bits} bits)", "not-audio")
+            raise _OtherWav(f"format {fmt}, {bits} bits")
         if channels < 1 or block != channels * bits // 8:
             raise AudioError("the WAV fmt chunk is inconsistent", "not-audio")
         if not MIN_RATE <= rate <= MAX_RATE:
@@ -263,6 +267,7 @@ class StreamDecoder:
         self.wav: _Wav | None = None
         self.resampler: StreamResampler | None = None
         self.spool = None
+        self.prefix: bytearray | None = bytearray()  # WAV bytes until the fmt chunk is parsed
         self.bytes_in = 0
         self.samples_out = 0
         self.closed = False
@@ -286,20 +291,35 @@ class StreamDecoder:
         if magic == WAV_MAGIC:
             self.kind, self.wav = "wav", _Wav()
         elif magic in SPOOL_MAGICS:
-            self.kind = "spool"
-            self.spool = tempfile.TemporaryFile(dir=self.spool_dir)  # noqa: SIM115
+            self._to_spool(b"")
         else:
             raise AudioError("not a readable WAV/FLAC/OGG file (unknown file signature)",
                              "not-audio")
         data, self.head = bytes(self.head), bytearray()
         return self._route(data)
 
+    def _to_spool(self, data: bytes) -> None:
+        self.kind, self.wav = "spool", None
+        self.spool = tempfile.TemporaryFile(dir=self.spool_dir)  # noqa: SIM115
+        self.spool.write(data)
+
     def _route(self, data: bytes) -> torch.Tensor:
         if self.kind == "spool":
             self.spool.write(data)
             return torch.zeros(0)
         assert self.wav is not None
-        frames = self.wav.feed(data)
+        if self.prefix is not None:
+            self.prefix += data
+        try:
+            frames = self.wav.feed(data)
+        except _OtherWav as exc:
+            if self.prefix is None:
+                raise AudioError(f"unsupported WAV encoding ({exc})", "not-audio") from None
+            self._to_spool(bytes(self.prefix))  # libsndfile decodes it at close
+            self.prefix = None
+            return torch.zeros(0)
+        if self.wav.fmt is not None or (self.prefix is not None and len(self.prefix) > 65536):
+            self.prefix = None
         if self.resampler is None and self.wav.fmt is not None:
             self.resampler = StreamResampler(self.wav.rate)
         if frames is None or frames.shape[0] == 0:

@@ -44,6 +44,7 @@ class TrainConfig:
     resume: bool = False
     rule: str = "bptt"
     readout_lr_scale: float = 0.02
+    center_inputs: bool = False
     noise_prob: float = 0.8
     snr_db: tuple[float, float] = (5.0, 30.0)
     time_mask: int = 10
@@ -82,9 +83,18 @@ def prepare(cfg: TrainConfig) -> Prepared:
         feats = torch.cat([model.frontend(train_waves[i : i + 256])
                            for i in range(0, len(train_waves), 256)])
     model.mean, model.std = feats.mean((0, 1)), feats.std((0, 1)).clamp_min(1e-3)
+    if cfg.center_inputs:
+        with torch.no_grad():
+            model.in_mean = torch.cat([model.inputs(train_waves[i : i + 256])
+                                       for i in range(0, len(train_waves), 256)]).mean((0, 1))
     with torch.no_grad():
         val_x = torch.cat([model.inputs(val_waves[i : i + 256])
                            for i in range(0, len(val_waves), 256)]) if len(val_c) else None
+    with torch.no_grad():
+        # variance-preserving input weights for the encoder's actual statistics: binary spike
+        # inputs have E[x²] = their rate, far below the 1 of standardised analog features
+        probe = model.inputs(train_waves[:256])
+        model.net.w_in.mul_(float(probe.pow(2).mean()) ** -0.5)
     return Prepared(model, train_waves, _labels_of(train_c), val_x, _labels_of(val_c),
                     noise_recordings(cfg.data))
 
@@ -114,7 +124,7 @@ def augmented_batch(
         n_mels = model.config.frontend.n_mels
         feats = augment.spec_mask(feats, n_mels, cfg.time_mask, cfg.mel_mask, gen)
         x, _ = encode(feats, encoder_init(), model.config.encoder)
-    return x
+    return x - model.in_mean
 
 
 @torch.no_grad()
@@ -141,6 +151,18 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_best(
+    model: KWSModel, p: Prepared, cfg: TrainConfig, epoch: int, val_acc: float, out: Path
+) -> None:
+    """Save the model with its training metadata and a readout replay bank."""
+    from .adapt import build_replay
+
+    model.config.meta = {"training": asdict(cfg) | {"best_epoch": epoch + 1},
+                         "val_accuracy": val_acc}
+    model.replay = build_replay(model, p.train_waves, p.train_y)
+    model.save(out)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -203,9 +225,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             tqdm.write(json.dumps(h))
         if val_acc > best or math.isnan(val_acc):
             best = val_acc
-            model.config.meta = {"training": asdict(cfg) | {"best_epoch": epoch + 1},
-                                 "val_accuracy": val_acc}
-            model.save(out)
+            save_best(model, p, cfg, epoch, val_acc, out)
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "gen": gen.get_state(), "history": history, "best": best,
                     "epoch": epoch + 1}, ckpt_path)
@@ -264,9 +284,7 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> dict:
             tqdm.write(json.dumps(h))
         if val_acc > best or math.isnan(val_acc):
             best = val_acc
-            model.config.meta = {"training": asdict(cfg) | {"best_epoch": epoch + 1},
-                                 "val_accuracy": val_acc}
-            model.save(out)
+            save_best(model, p, cfg, epoch, val_acc, out)
         out.with_name(out.stem + "-history.json").write_text(json.dumps(history, indent=1))
         plot_curves(history, out.with_name(out.stem + "-curves.png"))
     return {"best_val_accuracy": best, "epochs": cfg.epochs, "model": str(out),

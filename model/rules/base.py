@@ -28,6 +28,7 @@ class RuleConfig:
     total_steps: int = 0  # for the cosine decay to 0.25·lr (0: constant rate)
     update_every: int = 1  # frames of summed updates per optimiser step (1: every frame)
     optimizer: str = "adam"  # "adam" (the reference) or "sgd" (plain three-factor steps)
+    replay: int = 0  # readout replay: bank entries rehearsed after each utterance
 
 
 class Rule(ABC):
@@ -38,6 +39,8 @@ class Rule(ABC):
         self.config = config or RuleConfig()
         self.labels: torch.Tensor | None = None
         self.steps = 0
+        self.replay_bank: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._replay_gen = torch.Generator().manual_seed(0)
 
     def hyperparameters(self) -> dict:
         return {"rule": self.name, **asdict(self.config)}
@@ -86,6 +89,23 @@ class Rule(ABC):
         self.opt.zero_grad(set_to_none=True)
         self.steps += self.pending
         self.pending = 0
+
+    def replay_update(self, normalise: bool) -> torch.Tensor | None:
+        """Readout update from ``replay`` random entries of the bank (spike sums of training
+        clips of every class): a rehearsal in readout space that keeps the classes the user
+        is not recording (``_unknown_``, ``_silence_``, other keywords) from being pushed
+        down. It stores feature vectors of the model's own training data, never audio."""
+        from .core import readout_grad
+
+        k = self.config.replay
+        if not k or self.replay_bank is None:
+            return None
+        counts, labels = self.replay_bank
+        idx = torch.randint(len(labels), (k,), generator=self._replay_gen)
+        e, y = counts[idx], labels[idx]
+        c = self.net.w_out.shape[0]
+        g = readout_grad(e @ self.net.w_out.T, torch.nn.functional.one_hot(y, c).float(), e)
+        return g / (e.pow(2).sum(1).mean() + 1.0) if normalise else g
 
     def _base_lrs(self) -> list[float]:
         n = len(self.opt.param_groups)

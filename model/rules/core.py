@@ -35,12 +35,17 @@ class ReadoutLearner:
     its end, the forward-mode gradient of the cross-entropy of the prediction the model makes
     (the readout at the last frame). ``frame``: the per-frame delta rule of the TP reference
     code, (softmax(m_t) − c*) ⊗ ε_t at every frame.
+
+    ``normalise`` divides the update by the squared norm of the presynaptic factor (the
+    normalised LMS step): a step of size η then moves the logits by about η·(p − c*)
+    whatever the spike counts of the utterance, so η is in logit units and one rate suits
+    short and long, quiet and loud utterances.
     """
 
-    def __init__(self, mode: str, leak: float) -> None:
+    def __init__(self, mode: str, leak: float, normalise: bool = False) -> None:
         if mode not in ("final", "frame"):
             raise ValueError(f"unknown readout mode {mode!r}")
-        self.mode, self.leak = mode, leak
+        self.mode, self.leak, self.normalise = mode, leak, normalise
 
     def begin(self, b: int, h: int, c: int, target: torch.Tensor) -> None:
         self.target = target
@@ -51,13 +56,17 @@ class ReadoutLearner:
         """Advance the readout; return the per-frame update (``frame`` mode) or None."""
         self.m = self.leak * self.m + s @ w_out.T
         if self.mode == "frame":
-            return readout_grad(self.m, self.target, eps)
+            return self._grad(eps)
         self.e = self.leak * self.e + s
         return None
 
     def final(self) -> torch.Tensor | None:
         """The end-of-utterance update (``final`` mode) or None."""
-        return readout_grad(self.m, self.target, self.e) if self.mode == "final" else None
+        return self._grad(self.e) if self.mode == "final" else None
+
+    def _grad(self, pre: torch.Tensor) -> torch.Tensor:
+        g = readout_grad(self.m, self.target, pre)
+        return g / (pre.pow(2).sum(1).mean() + 1.0) if self.normalise else g
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.e, self.m]

@@ -18,6 +18,7 @@ from .core import PathState, ReadoutLearner, lif_forward
 @dataclass
 class ReadoutConfig(RuleConfig):
     readout: str = "final"
+    readout_norm: bool = False
 
 
 @register("readout")
@@ -27,7 +28,8 @@ class ReadoutDelta(Rule):
     def __init__(self, net, config: ReadoutConfig | None = None) -> None:
         super().__init__(net, config or ReadoutConfig())
         self.make_optimiser([], [net.w_out])
-        self.readout = ReadoutLearner(self.config.readout, net.params.readout_leak)
+        self.readout = ReadoutLearner(self.config.readout, net.params.readout_leak,
+                                      self.config.readout_norm)
 
     def begin(self, labels: torch.Tensor) -> None:
         _, h, c = self.net.sizes
@@ -53,7 +55,8 @@ class ReadoutDelta(Rule):
         d_out = self.readout.final()
         if d_out is not None:
             self.flush()
-            self.accumulate({self.net.w_out: d_out})
+            replay = self.replay_update(self.config.readout_norm)
+            self.accumulate({self.net.w_out: d_out if replay is None else d_out + replay})
         self.flush()
 
     def state_tensors(self) -> list[torch.Tensor]:

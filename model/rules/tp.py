@@ -100,6 +100,7 @@ class TPConfig(RuleConfig):
     lr_out: float = 1e-4
     contrast: str = "classes"  # or "batch"
     readout: str = "final"  # or "frame" (see core.ReadoutLearner)
+    readout_norm: bool = False  # normalised delta rule (see core.ReadoutLearner)
 
 
 @register("tp")
@@ -109,7 +110,8 @@ class TracesPropagation(Rule):
     def __init__(self, net, config: TPConfig | None = None) -> None:
         super().__init__(net, config or TPConfig())
         self.make_optimiser([net.w_in, net.w_rec], [net.w_out])
-        self.readout = ReadoutLearner(self.config.readout, net.params.readout_leak)
+        self.readout = ReadoutLearner(self.config.readout, net.params.readout_leak,
+                                      self.config.readout_norm)
         self._sync_labels()
 
     def _sync_labels(self) -> None:
@@ -163,7 +165,8 @@ class TracesPropagation(Rule):
         d_out = self.readout.final()
         if d_out is not None:
             self.flush()
-            self.accumulate({self.net.w_out: d_out})
+            replay = self.replay_update(self.config.readout_norm)
+            self.accumulate({self.net.w_out: d_out if replay is None else d_out + replay})
         self.flush()
 
     def _label_step(self) -> tuple[torch.Tensor, torch.Tensor]:
