@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model path (.safetensors; .json beside)")
     t.add_argument("--rule", default="bptt", choices=["bptt", "tp"],
                    help="bptt (default) or tp: Traces Propagation as in the paper")
-    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--epochs", type=int, default=45)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--hidden", type=int, default=450)

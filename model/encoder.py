@@ -9,10 +9,16 @@ fire units with soft reset and no leak (a first-order sigma-delta modulator). Pe
 
 and unit k of a population spikes when n > k (a thermometer code over L levels). The spike
 count tracks the feature over time with the quantisation error pushed to high frequencies,
-which the membrane leak of the network filters out. ``level``: a population of threshold units per feature and polarity with no memory (a
-level-crossing code): n = clamp(round(x/θ), −L, L) and the same thermometer output; it
-quantises each frame instead of dithering across frames. ``analog`` passes the features
-through as current, as the reference TP code does. The encoder is stateful: chunked == whole.
+which the membrane leak of the network filters out.
+
+``level``: threshold units per feature and polarity with no memory (a level-crossing code),
+n = clamp(round(x/θ), −L, L), same thermometer output: each frame is quantised instead of
+dithered across frames. ``analog`` passes the features through as current, as the reference
+TP code does. The encoder is stateful: chunked == whole.
+
+The network sees ``spikes − μ`` (μ: mean rate of each output on the training data, stored in
+the model): binary events plus a constant bias current −W μ per neuron. Without it the
+all-positive spike inputs are badly conditioned and the network learns several times slower.
 """
 
 from __future__ import annotations

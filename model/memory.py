@@ -1,7 +1,9 @@
 """Peak memory and cost of adapting on S seconds of streamed audio (one utterance).
 
-Each (rule, S) runs in a fresh Python process, so one measurement's high-water mark cannot
-hide another's: peak_bytes = peak RSS during the adaptation − RSS just before it. Audio is
+Each (rule, S) runs in a fresh Python process. Just before adapting, the kernel's RSS
+high-water mark is reset (``/proc/self/clear_refs``), so peak_bytes = VmHWM after the
+adaptation − VmRSS before it: the memory the adaptation itself needed, not what loading
+torch and the model needed. Audio is
 generated and fed in 100 ms chunks, the way /adapt receives it, so the audio itself is never
 held whole.
 """
@@ -9,7 +11,6 @@ held whole.
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,13 +22,26 @@ from .adapt import DEFAULTS, make
 from .pipeline import KWSModel
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+    return _status_kib("VmRSS") * 1024
+
+
+def _reset_peak() -> None:
+    """Reset the RSS high-water mark (Linux ≥ 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return _status_kib("VmHWM") * 1024
 
 
 def measure_one(model_path: str | None, rule: str, seconds: float) -> dict:
@@ -45,6 +59,7 @@ def measure_one(model_path: str | None, rule: str, seconds: float) -> dict:
     infer_ms = statistics.median(times) * 1000
     r = make(model, rule, **DEFAULTS.get(rule, {}))
     stream = model.init_stream()
+    _reset_peak()
     base = _rss_bytes()
     t0 = time.perf_counter()
     r.begin(torch.tensor([0]))

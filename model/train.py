@@ -28,15 +28,15 @@ from .pipeline import LABELS, SILENCE, KWSModel, ModelConfig
 class TrainConfig:
     data: str
     out: str
-    epochs: int = 60
+    epochs: int = 45
     batch: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     hidden: int = 450
     encoder: str = "sigma-delta"
     threshold: float = 0.5
     levels: int = 2
     surrogate_k: float = 1.0
-    dropout: float = 0.1
+    dropout: float = 0.0
     label_smoothing: float = 0.1
     val_percent: int = 20
     seed: int = 0
@@ -44,11 +44,11 @@ class TrainConfig:
     resume: bool = False
     rule: str = "bptt"
     readout_lr_scale: float = 0.02
-    center_inputs: bool = False
-    noise_prob: float = 0.8
-    snr_db: tuple[float, float] = (5.0, 30.0)
-    time_mask: int = 10
-    mel_mask: int = 6
+    center_inputs: bool = True
+    noise_prob: float = 0.5
+    snr_db: tuple[float, float] = (10.0, 30.0)
+    time_mask: int = 5
+    mel_mask: int = 4
     limit_steps: int = 0  # >0: stop each epoch after this many batches (smoke tests)
 
 

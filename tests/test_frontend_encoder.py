@@ -73,3 +73,13 @@ def test_analog_path_passes_features_through():
     x = torch.randn(1, 10, 120)
     out, _ = encode(x, init_state(), EncoderConfig(kind="analog"))
     assert torch.equal(out, x)
+
+
+def test_level_encoder_quantises_each_frame_without_memory():
+    cfg = EncoderConfig(kind="level", threshold=0.5, levels=4)
+    x = torch.tensor([[[0.0, 0.3, -0.8, 5.0]]])
+    s, st = encode(x, init_state(), cfg)
+    on, off = s[0, 0, :16].reshape(4, 4), s[0, 0, 16:].reshape(4, 4)
+    assert (on.sum(1) - off.sum(1)).tolist() == [0.0, 1.0, -2.0, 4.0]  # round(x/θ), clipped
+    again, _ = encode(x, st, cfg)
+    assert torch.equal(again, s)

@@ -15,12 +15,15 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
     torch.manual_seed(0)
     m = KWSModel(ModelConfig(n_hidden=48))
     m.mean, m.std = torch.randn(120), torch.rand(120) + 0.5
+    m.in_mean = torch.rand(480) * 0.3
+    m.replay = (torch.rand(24, 48) * 10, torch.arange(24) % 12)
     sha = m.save(tmp_path / "m")
     assert len(sha) == 64 and (tmp_path / "m.json").is_file()
     m2 = KWSModel.load(tmp_path / "m.safetensors")
     w = wave("go", 0)
     assert torch.equal(m.logits(w), m2.logits(w))
     assert m2.labels == m.labels and m2.config.encoder == m.config.encoder
+    assert torch.equal(m2.in_mean, m.in_mean) and torch.equal(m2.replay[0], m.replay[0])
     assert torch.equal(KWSModel.from_bytes(m.to_bytes()).logits(w), m.logits(w))
 
 
