@@ -1,0 +1,4 @@
+"""tracekws HTTP service: FastAPI app, settings, SQLite store, routes (DESIGN §1).
+
+Run it with ``tracekws serve`` or ``uvicorn service.main:create_app --factory``.
+"""

@@ -1,0 +1,75 @@
+"""The FastAPI app factory: ``uvicorn service.main:create_app --factory``.
+
+The lifespan loads the shipped model once, opens the database and upgrades its schema;
+routes share that state through :class:`service.runtime.Runtime`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+
+from . import problems
+from .metrics import MetricsMiddleware
+from .routes import adapt, health, metrics, predict, profiles, stream, versions
+from .runtime import Runtime, store_problem
+from .settings import Settings
+from .store import StoreError
+
+log = logging.getLogger("tracekws.service")
+
+
+def _logging() -> None:
+    """Service messages at INFO on stderr unless the host application configured them."""
+    root = logging.getLogger("tracekws")
+    if not root.handlers and not logging.getLogger().handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        root.addHandler(h)
+        root.setLevel(logging.INFO)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    _logging()
+    settings = settings or Settings()
+    rt = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(rt.start)
+        rt.limiter = anyio.CapacityLimiter(settings.workers)
+        try:
+            yield
+        finally:
+            rt.close()
+
+    app = FastAPI(
+        title="tracekws",
+        summary="Keyword spotting with a spiking network you personalise on-device with "
+                "Traces Propagation",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = rt
+    problems.install(app)
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        return problems.problem_response(store_problem(exc), request)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # nobody is listening; just end the request quietly
+
+    for r in (predict, adapt, profiles, versions, health, stream, metrics):
+        app.include_router(r.router)
+    app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
+    return app

@@ -1,0 +1,78 @@
+"""SQLAlchemy 2 models: profiles, immutable weight versions, and aliases (``active``).
+
+A version is never updated after it is written; rollback moves the ``active`` alias. The
+parent of a version is another version of the same profile (composite foreign key), so the
+history of a profile is a chain (or tree, after rollbacks) the database itself keeps intact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    store_audio: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("profile", "number", name="uq_versions_profile_number"),
+        ForeignKeyConstraint(["profile", "parent"], ["versions.profile", "versions.number"],
+                             name="fk_versions_parent", ondelete="CASCADE"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    profile: Mapped[str] = mapped_column(
+        String(64), ForeignKey("profiles.name", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... within the profile
+    parent: Mapped[int | None] = mapped_column(Integer, nullable=True)  # number of the parent
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rule: Mapped[str] = mapped_column(String(32))  # "pretrained", "tp", "readout", ...
+    label: Mapped[str | None] = mapped_column(String(64), nullable=True)  # label adapted
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    clips: Mapped[int] = mapped_column(Integer, default=0)  # utterances learned in this version
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+
+    profile: Mapped[str] = mapped_column(
+        String(64), ForeignKey("profiles.name", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)  # "active"
+    version_id: Mapped[int] = mapped_column(Integer, ForeignKey("versions.id",
+                                                                ondelete="CASCADE"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)

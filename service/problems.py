@@ -1,0 +1,149 @@
+"""RFC 9457 problem details for every error the service returns.
+
+Handlers turn :class:`Problem`, starlette/FastAPI HTTP errors (404, 405...), request validation
+errors and audio errors into ``application/problem+json``. Bad input is always a 4xx; an
+unexpected exception is a 500 with no internals in the body (the traceback goes to the log).
+Each ``type`` is a relative URI that resolves to ``GET /problems/{code}``, which describes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model.audio import AudioError
+
+log = logging.getLogger("tracekws.service")
+MEDIA_TYPE = "application/problem+json"
+
+# code -> (status, title, description)
+TYPES: dict[str, tuple[int, str, str]] = {
+    "not-found": (404, "Not Found", "No such route or resource."),
+    "unknown-profile": (404, "Unknown profile", "The profile does not exist."),
+    "unknown-version": (404, "Unknown version", "The profile has no such version."),
+    "method-not-allowed": (405, "Method Not Allowed", "The route does not take this method."),
+    "validation-error": (422, "Invalid request", "A query, path or body parameter is invalid; "
+                         "see `errors`."),
+    "invalid-label": (422, "Invalid label", "Labels are 1-64 characters, without control "
+                      "characters or surrounding whitespace."),
+    "unsupported-media-type": (415, "Unsupported media type", "Send audio as audio/wav, "
+                               "audio/flac, audio/ogg, application/octet-stream, or "
+                               "multipart/form-data with a `file` field."),
+    "missing-file": (422, "Missing file", "A multipart body needs a `file` field."),
+    "bad-multipart": (400, "Malformed multipart body", "The multipart body cannot be parsed."),
+    "body-too-large": (413, "Body too large", "The request body exceeds the upload limit."),
+    "audio-too-long": (413, "Audio too long", "The audio exceeds the duration limit."),
+    "upload-timeout": (408, "Upload stalled", "No body bytes arrived for too long."),
+    "empty-audio": (422, "Empty audio", "The body holds no audio samples."),
+    "not-audio": (422, "Not audio", "The body is not a readable WAV, FLAC or OGG file."),
+    "truncated-audio": (422, "Truncated audio", "The audio file ends before its header says."),
+    "non-finite-audio": (422, "Non-finite audio", "The audio holds NaN or infinite samples."),
+    "bad-rate": (422, "Unsupported sample rate", "Sample rates from 8 to 48 kHz are accepted."),
+    "too-short": (422, "Audio too short", "The audio is shorter than one analysis frame."),
+    "no-speech": (422, "No speech", "No utterance was found in the recording."),
+    "bad-audio": (422, "Bad audio", "The audio cannot be used."),
+    "unauthorized": (401, "Unauthorized", "Send `Authorization: Bearer <key>` with a valid "
+                     "API key."),
+    "forbidden-profile": (403, "Forbidden", "This API key is not allowed to use this profile."),
+    "read-only-profile": (403, "Read-only profile", "The built-in profile `default` is the "
+                          "shipped model and cannot be changed."),
+    "profile-exists": (409, "Profile exists", "A profile with this name already exists."),
+    "version-conflict": (409, "Version conflict", "The profile's active version changed while "
+                         "this adaptation ran; retry it."),
+    "corrupt-weights": (409, "Corrupt weights", "The stored weights of this version fail "
+                        "their sha256 check; it cannot be used. The profile keeps serving its "
+                        "last good version."),
+    "not-ready": (503, "Not ready", "The service is starting or its database is unavailable."),
+    "http-error": (400, "Bad request", "The request is malformed."),
+    "internal-error": (500, "Internal error", "An unexpected error; it has been logged."),
+}
+
+
+class Problem(Exception):
+    """An error to answer as problem+json. ``code`` picks status and title from TYPES."""
+
+    def __init__(self, code: str, detail: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        st, title, desc = TYPES.get(code, (status or 400, HTTPStatus(status or 400).phrase, ""))
+        super().__init__(detail or desc)
+        self.code, self.status, self.title = code, status or st, title
+        self.detail = detail or desc
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_body(code: str, status: int, title: str, detail: str, instance: str | None,
+                 **extra: Any) -> dict[str, Any]:
+    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail,
+            "code": code}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return body
+
+
+def problem_response(p: Problem, request: Request | None = None) -> JSONResponse:
+    instance = request.url.path if request is not None else None
+    return JSONResponse(problem_body(p.code, p.status, p.title, p.detail, instance, **p.extra),
+                        status_code=p.status, headers=p.headers, media_type=MEDIA_TYPE)
+
+
+def audio_problem(exc: AudioError) -> Problem:
+    code = {"too-long": "audio-too-long"}.get(exc.code, exc.code)
+    if code not in TYPES:
+        code = "bad-audio"
+    return Problem(code, str(exc))
+
+
+def _jsonable_errors(errors: list[dict]) -> list[dict]:
+    out = []
+    for e in errors:
+        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                    "type": str(e.get("type", ""))})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers and the ``/problems/{code}`` descriptions."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(AudioError)
+    async def _audio(request: Request, exc: AudioError) -> JSONResponse:
+        return problem_response(audio_problem(exc), request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _jsonable_errors(list(exc.errors()))
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid"
+        return problem_response(Problem("validation-error", detail, errors=errors), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http-error")
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        p = Problem(code, detail, status=exc.status_code, headers=dict(exc.headers or {}))
+        p.title = HTTPStatus(exc.status_code).phrase
+        return problem_response(p, request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(Problem("internal-error"), request)
+
+    @app.get("/problems/{code}", include_in_schema=False)
+    async def describe(code: str) -> JSONResponse:
+        if code not in TYPES:
+            raise Problem("not-found", f"no problem type {code!r}")
+        status, title, desc = TYPES[code]
+        return JSONResponse({"type": f"/problems/{code}", "title": title, "status": status,
+                             "description": desc})

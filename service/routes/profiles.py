@@ -1,0 +1,96 @@
+"""Profiles: list, create, show, delete. ``default`` is the shipped model, read-only."""
+
+from __future__ import annotations
+
+import shutil
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..auth import authorize, visible
+from ..problems import Problem
+from ..runtime import Runtime, runtime
+from ..settings import DEFAULT_PROFILE
+from ..validation import PROFILE_PATTERN, ProfilePath
+
+router = APIRouter(tags=["profiles"])
+
+
+class NewProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=PROFILE_PATTERN, description="1-64 of [A-Za-z0-9._-]")
+    store_audio: bool = Field(False, description="keep the raw audio of each /adapt upload")
+
+
+def default_profile(rt: Runtime) -> dict:
+    return {"name": DEFAULT_PROFILE, "created_at": rt.base_info.created_at.isoformat(),
+            "store_audio": False, "active_version": 1, "versions": 1, "read_only": True}
+
+
+@router.get("/profiles", summary="List profiles")
+async def list_profiles(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    profiles = [default_profile(rt)] + [p.public() for p in await rt.io(rt.store.list_profiles)]
+    return JSONResponse({"profiles": [p for p in profiles if visible(request, p["name"])]})
+
+
+MAX_JSON = 64 * 1024
+
+
+async def _json_body(request: Request) -> NewProfile:
+    """The JSON body, read with a size cap (FastAPI's own body parsing has none)."""
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ctype.lower() != "application/json":
+        raise Problem("unsupported-media-type", "send the profile as application/json")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_JSON:
+        raise Problem("body-too-large", f"JSON bodies are limited to {MAX_JSON} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_JSON:
+            raise Problem("body-too-large", f"JSON bodies are limited to {MAX_JSON} bytes")
+    try:
+        return NewProfile.model_validate_json(bytes(data))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]) from None
+
+
+@router.post("/profiles", status_code=201, summary="Create a profile from the shipped model",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": NewProfile.model_json_schema()}}}})
+async def create_profile(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    body = await _json_body(request)
+    authorize(request, body.name, write=True)
+    if body.name == DEFAULT_PROFILE:
+        raise Problem("profile-exists", "'default' is the built-in profile")
+    info = await rt.io(rt.store.create_profile, body.name, body.store_audio)
+    return JSONResponse(info.public(), status_code=201,
+                        headers={"Location": f"/profiles/{body.name}"})
+
+
+@router.get("/profiles/{profile}", summary="Show a profile")
+async def get_profile(request: Request, profile: ProfilePath) -> JSONResponse:
+    rt = runtime(request)
+    authorize(request, profile, write=False)
+    if profile == DEFAULT_PROFILE:
+        return JSONResponse(default_profile(rt))
+    return JSONResponse((await rt.io(rt.store.get_profile, profile)).public())
+
+
+@router.delete("/profiles/{profile}", status_code=204, summary="Delete a profile")
+async def delete_profile(request: Request, profile: ProfilePath) -> Response:
+    rt = runtime(request)
+    if profile == DEFAULT_PROFILE:
+        raise Problem("read-only-profile")
+    authorize(request, profile, write=True)
+    async with rt.lock(profile):
+        await rt.io(rt.store.delete_profile, profile)
+        audio = rt.settings.audio_dir / profile
+        if audio.is_dir():
+            await rt.io(shutil.rmtree, audio, True)
+    return Response(status_code=204)

@@ -1,0 +1,105 @@
+"""WebSocket /stream: live keyword detection on 16 kHz 16-bit little-endian mono PCM.
+
+Protocol: connect to ``/stream?profile=&version=&threshold=``; the server sends
+``{"type": "ready", ...}``; then send binary messages of PCM of any size (a sample may even
+be split across messages) and receive ``{"type": "detection", "label", "probability",
+"time"}`` (``time``: seconds of audio since the stream started). The text message ``reset``
+restarts the stream state. Errors arrive as ``{"type": "error", "problem": {RFC 9457 fields}}``
+followed by a close with code 4000 + HTTP status (e.g. 4404 unknown profile).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from model.detect import Detector
+
+from ..auth import authorize
+from ..problems import Problem, problem_body
+from ..runtime import runtime
+from ..settings import DEFAULT_PROFILE, PROFILE_RE
+from ..store import StoreError
+
+router = APIRouter(tags=["stream"])
+log = logging.getLogger("tracekws.service")
+
+
+async def _fail(ws: WebSocket, p: Problem) -> None:
+    body = problem_body(p.code, p.status, p.title, p.detail, ws.url.path)
+    await ws.send_text(json.dumps({"type": "error", "problem": body}))
+    await ws.close(code=4000 + p.status)
+
+
+def _params(ws: WebSocket) -> tuple[str, int | None, float | None]:
+    q = ws.query_params
+    profile = q.get("profile", DEFAULT_PROFILE)
+    if not PROFILE_RE.match(profile):
+        raise Problem("validation-error", "profile: invalid profile name")
+    version = threshold = None
+    try:
+        if q.get("version") is not None:
+            version = int(q["version"])
+            if version < 1:
+                raise ValueError
+        if q.get("threshold") is not None:
+            threshold = float(q["threshold"])
+            if not 0.0 < threshold <= 1.0:
+                raise ValueError
+    except ValueError:
+        raise Problem("validation-error",
+                      "version must be an integer ≥ 1 and threshold a number in (0, 1]"
+                      ) from None
+    return profile, version, threshold
+
+
+@router.websocket("/stream")
+async def stream(ws: WebSocket) -> None:
+    rt = runtime(ws)
+    await ws.accept()
+    try:
+        profile, version, threshold = _params(ws)
+        authorize(ws, profile, write=False)
+        resolved = await rt.io(rt.resolve, profile, version)
+    except Problem as p:
+        await _fail(ws, p)
+        return
+    except StoreError as exc:
+        from ..runtime import store_problem
+
+        await _fail(ws, store_problem(exc))
+        return
+    det = Detector(resolved.model, threshold=threshold or rt.settings.stream_threshold)
+    rt.metrics.add("tracekws_stream_connections", 1)
+    try:
+        await ws.send_text(json.dumps({
+            "type": "ready", "profile": profile, "version": resolved.info.number,
+            "labels": resolved.model.labels, "sample_rate": 16_000, "format": "s16le",
+            "threshold": det.config.threshold}))
+        limit = rt.settings.stream_max_message_bytes
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            data = msg.get("bytes")
+            if data is None:
+                text = (msg.get("text") or "").strip()
+                if text in ("reset", '{"type": "reset"}', '{"type":"reset"}'):
+                    det.reset()
+                    continue
+                await _fail(ws, Problem("unsupported-media-type",
+                                        "send binary PCM messages (or the text 'reset')"))
+                break
+            if len(data) > limit:
+                await _fail(ws, Problem("body-too-large",
+                                        f"messages are limited to {limit} bytes"))
+                break
+            for d in await rt.compute(det.feed, data):
+                rt.metrics.inc("tracekws_stream_detections_total")
+                await ws.send_text(json.dumps({"type": "detection", **d.to_dict()}))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        rt.metrics.add("tracekws_stream_connections", -1)

@@ -1,0 +1,218 @@
+"""What the app holds while it runs: settings, database, the shipped model, a cache of loaded
+versions, per-profile locks, the compute thread limiter and the metrics registry.
+
+Created once by the lifespan; routes reach it as ``request.app.state.runtime``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import torch
+from starlette.requests import HTTPConnection
+
+from model.pipeline import PRETRAINED, KWSModel
+
+from . import db
+from .batching import Batcher
+from .metrics import Metrics
+from .problems import Problem
+from .settings import DEFAULT_PROFILE, Settings
+from .store import (
+    CorruptWeights,
+    Store,
+    UnknownProfile,
+    UnknownVersion,
+    VersionInfo,
+    sha256,
+)
+
+log = logging.getLogger("tracekws.service")
+T = TypeVar("T")
+
+
+class ModelCache:
+    """LRU of loaded models keyed by the sha256 of their weights (content-addressed, so a
+    cached model is always exactly the bytes that were checked)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[str, KWSModel] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str, load: Callable[[], KWSModel]) -> KWSModel:
+        with self.lock:
+            m = self.items.get(key)
+            if m is not None:
+                self.items.move_to_end(key)
+                return m
+        m = load()  # outside the lock: loading one version does not block the others
+        with self.lock:
+            self.items[key] = m
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return m
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    model: KWSModel
+    info: VersionInfo
+    fallback_from: int | None = None  # the active version, when it was corrupt
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.locks: dict[str, list] = {}  # profile -> [lock, holders + waiters]
+        self.limiter: anyio.CapacityLimiter | None = None
+        self.batcher = Batcher(self.compute, settings.predict_max_batch)
+        self.started = time.time()
+        self.engine = None
+        self.ready = False
+
+    # ---- startup / shutdown ---------------------------------------------------------------
+    def start(self) -> None:
+        s = self.settings
+        if s.torch_threads:
+            torch.set_num_threads(s.torch_threads)
+        # the data dir holds people's voice models (and, if they opt in, recordings)
+        s.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        s.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in s.spool_dir.glob("*"):  # left by a killed process
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
+        path = Path(s.model_path or PRETRAINED)
+        if path.is_dir():
+            path = path / PRETRAINED.name
+        if not path.is_file():
+            raise RuntimeError(f"no model file at {path}; set TRACEKWS_MODEL_PATH or train and "
+                               "ship pretrained/tracekws-gsc12.safetensors")
+        self.base_bytes = path.read_bytes()
+        self.base_model = KWSModel.from_bytes(self.base_bytes)
+        self.base_model.net.eval()
+        self.base_sha = sha256(self.base_bytes)
+        self.model_path = path
+        self.engine = db.make_engine(str(s.database_url), s.db_busy_timeout_ms)
+        self.schema = db.migrate(self.engine)
+        self.store = Store(self.engine, self.base_bytes, self.base_model.labels)
+        self.cache = ModelCache(s.model_cache_size)
+        self.base_info = VersionInfo(
+            DEFAULT_PROFILE, 1, None, datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            "pretrained", None, {}, 0, list(self.base_model.labels),
+            dict(self.base_model.config.meta), self.base_sha, len(self.base_bytes),
+            {"source": "shipped model", "path": path.name})
+        # warm the inference path once so the first request is not the slow one
+        self.base_model.logits(torch.zeros(16_000))
+        self.ready = True
+        log.info("tracekws service ready: model %s (sha256 %s), schema %s, database %s",
+                 path, self.base_sha[:12], self.schema, self.engine.url.render_as_string())
+
+    def close(self) -> None:
+        self.ready = False
+        if self.engine is not None:
+            self.engine.dispose()
+
+    # ---- concurrency helpers --------------------------------------------------------------
+    @asynccontextmanager
+    async def lock(self, profile: str) -> AsyncIterator[None]:
+        """Serialize changes to one profile within this process. Entries live only while
+        someone holds or waits for them, so unknown profile names cannot pile up."""
+        entry = self.locks.setdefault(profile, [anyio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self.locks.pop(profile, None)
+
+    async def compute(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """CPU-bound torch work in a worker thread, at most ``workers`` at a time."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kw), limiter=self.limiter)
+
+    async def io(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Blocking database work in a worker thread (separate from the compute limit)."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kw))
+
+    # ---- models -----------------------------------------------------------------------------
+    def load(self, info: VersionInfo) -> KWSModel:
+        """The model of one version (cached; sha256 checked on load)."""
+        if info.profile == DEFAULT_PROFILE or info.sha256 == self.base_sha:
+            return self.base_model
+
+        def _load() -> KWSModel:
+            m = KWSModel.from_bytes(self.store.weights(info))
+            m.net.eval()
+            return m
+
+        try:
+            return self.cache.get(info.sha256, _load)
+        except CorruptWeights:
+            self.metrics.inc("tracekws_corrupt_weights_total")
+            log.error("corrupt weights: profile %s version %s", info.profile, info.number)
+            raise
+
+    def version_info(self, profile: str, number: int | None = None) -> VersionInfo:
+        if profile == DEFAULT_PROFILE:
+            if number not in (None, 1):
+                raise UnknownVersion(f"{DEFAULT_PROFILE} has only version 1")
+            return self.base_info
+        return self.store.version(profile, number)
+
+    def resolve(self, profile: str, number: int | None = None) -> Resolved:
+        """The model to serve. With no version asked for, a corrupt active version falls back
+        to its nearest good ancestor, so the profile keeps serving its last good version."""
+        info = self.version_info(profile, number)
+        try:
+            return Resolved(self.load(info), info)
+        except CorruptWeights:
+            if number is not None:
+                raise
+        bad, cur = info, info
+        while cur.parent is not None:
+            cur = self.store.version(profile, cur.parent)
+            try:
+                return Resolved(self.load(cur), cur, fallback_from=bad.number)
+            except CorruptWeights:
+                continue
+        raise CorruptWeights(profile, bad.number, bad.sha256, "no good ancestor")
+
+
+def runtime(conn: HTTPConnection) -> Runtime:
+    return conn.app.state.runtime
+
+
+def store_problem(exc: Exception) -> Problem:
+    """Map store errors to problems."""
+    from .store import ProfileExists, VersionConflict
+
+    if isinstance(exc, UnknownProfile):
+        return Problem("unknown-profile", f"no profile {exc.args[0]!r}")
+    if isinstance(exc, UnknownVersion):
+        return Problem("unknown-version", str(exc))
+    if isinstance(exc, ProfileExists):
+        return Problem("profile-exists", f"profile {exc.args[0]!r} already exists")
+    if isinstance(exc, VersionConflict):
+        return Problem("version-conflict", str(exc))
+    if isinstance(exc, CorruptWeights):
+        return Problem("corrupt-weights", str(exc))
+    raise exc

@@ -1,0 +1,236 @@
+"""Service settings from environment variables (prefix ``TRACEKWS_``), validated at startup.
+
+Unsafe or nonsensical values are refused with a clear message instead of being clamped:
+the service does not start with a 1 TB upload limit, a 4-character API key or a database URL
+it cannot speak to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
+DEFAULT_PROFILE = "default"
+RULES = ("tp", "readout", "bptt")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One API key; ``profiles`` None means every profile."""
+
+    key: str
+    profiles: frozenset[str] | None = None
+
+    def allows(self, profile: str) -> bool:
+        return self.profiles is None or profile in self.profiles
+
+
+def parse_api_keys(value: Any) -> list[ApiKey]:
+    """``"k1;k2:alice,bob"`` (or whitespace/newline separated) or a JSON list of such strings
+    or of ``{"key": ..., "profiles": [...]}`` objects."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        items: list[Any] = json.loads(text) if text.startswith("[") else \
+            [p for p in re.split(r"[;\s]+", text) if p]
+    else:
+        items = list(value)
+    keys: list[ApiKey] = []
+    for item in items:
+        if isinstance(item, ApiKey):
+            keys.append(item)
+            continue
+        if isinstance(item, dict):
+            key, profiles = str(item.get("key", "")), item.get("profiles")
+        else:
+            key, _, rest = str(item).partition(":")
+            profiles = [p for p in rest.split(",") if p] if rest else None
+        if not KEY_RE.match(key):
+            raise ValueError("each API key must be 16-256 characters of [A-Za-z0-9._~+/=-]")
+        if profiles is not None:
+            bad = [p for p in profiles if not PROFILE_RE.match(p)]
+            if bad or not profiles:
+                raise ValueError(f"invalid profile names in an API key restriction: {bad}")
+            profiles = frozenset(profiles)
+        keys.append(ApiKey(key, profiles))
+    if len({k.key for k in keys}) != len(keys):
+        raise ValueError("duplicate API keys")
+    return keys
+
+
+def _rule_config(rule: str):
+    from model.rules import bptt, readout, tp  # noqa: F401  (registers the rules)
+    from model.rules.base import RULES as REGISTRY
+    from model.rules.base import RuleConfig
+
+    return getattr(REGISTRY[rule], "config_class", RuleConfig)
+
+
+def hyperparameter_names(rule: str) -> set[str]:
+    """Names a rule's config accepts, plus ``epochs`` (passes per utterance)."""
+    from dataclasses import fields
+
+    return {f.name for f in fields(_rule_config(rule))} - {"total_steps"} | {"epochs"}
+
+
+def check_hyperparameters(rule: str, hp: dict[str, Any]) -> None:
+    """Raise ValueError for unknown names or values of the wrong type."""
+    from dataclasses import fields
+
+    allowed = hyperparameter_names(rule)
+    unknown = sorted(set(hp) - allowed)
+    if unknown:
+        raise ValueError(f"unknown hyperparameters {unknown} for rule {rule!r}; "
+                         f"known: {sorted(allowed)}")
+    defaults = {f.name: f.default for f in fields(_rule_config(rule))} | {"epochs": 1}
+    for k, v in hp.items():
+        want = type(defaults[k])
+        ok = isinstance(v, want) and not (want is not bool and isinstance(v, bool))
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            raise ValueError(f"hyperparameter {k!r} must be a {want.__name__}, got {v!r}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACEKWS_", extra="ignore",
+                                      protected_namespaces=(), hide_input_in_errors=True)
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None  # default: sqlite:///<data_dir>/tracekws.db
+    model_path: Path | None = None  # default: the shipped model (model.pipeline.PRETRAINED)
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    predict_requires_key: bool = False  # also applies to reads (listing, weights export, stream)
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_adapt_seconds: float = 60.0
+    max_predict_seconds: float = 10.0
+    upload_idle_timeout_s: float = 30.0  # a body that stalls this long is answered 408
+    upload_timeout_s: float = 300.0  # a whole upload that takes longer is answered 408
+    adapt_rule: str = "tp"
+    adapt_hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    model_cache_size: int = 16
+    predict_max_batch: int = 8  # concurrent /predict calls batched per model (1: off)
+    compute_threads: int = 0  # concurrent torch jobs (0: number of CPU cores)
+    torch_threads: int = 1  # intra-op threads per job
+    stream_threshold: float = 0.5
+    stream_max_message_bytes: int = 1024 * 1024
+    db_busy_timeout_ms: int = 10_000
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, v: Any) -> list[ApiKey]:
+        return parse_api_keys(v)
+
+    @field_validator("max_upload_bytes")
+    @classmethod
+    def _upload(cls, v: int) -> int:
+        if not 1024 <= v <= 1024**3:
+            raise ValueError("max_upload_bytes must be between 1 KiB and 1 GiB")
+        return v
+
+    @field_validator("max_adapt_seconds", "max_predict_seconds")
+    @classmethod
+    def _seconds(cls, v: float) -> float:
+        if not 1.0 <= v <= 3600.0:
+            raise ValueError("audio duration limits must be between 1 s and 3600 s")
+        return v
+
+    @field_validator("upload_idle_timeout_s", "upload_timeout_s")
+    @classmethod
+    def _idle(cls, v: float) -> float:
+        if not 0.1 <= v <= 3600:
+            raise ValueError("upload timeouts must be between 0.1 and 3600 s")
+        return v
+
+    @field_validator("adapt_rule")
+    @classmethod
+    def _rule(cls, v: str) -> str:
+        if v not in RULES:
+            raise ValueError(f"adapt_rule must be one of {RULES}")
+        return v
+
+    @field_validator("model_cache_size")
+    @classmethod
+    def _cache(cls, v: int) -> int:
+        if not 1 <= v <= 1024:
+            raise ValueError("model_cache_size must be between 1 and 1024")
+        return v
+
+    @field_validator("predict_max_batch")
+    @classmethod
+    def _batch(cls, v: int) -> int:
+        if not 1 <= v <= 256:
+            raise ValueError("predict_max_batch must be between 1 and 256")
+        return v
+
+    @field_validator("compute_threads", "torch_threads")
+    @classmethod
+    def _threads(cls, v: int) -> int:
+        if not 0 <= v <= 256:
+            raise ValueError("thread counts must be between 0 and 256")
+        return v
+
+    @field_validator("stream_threshold")
+    @classmethod
+    def _threshold(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError("stream_threshold must be in (0, 1]")
+        return v
+
+    @field_validator("stream_max_message_bytes")
+    @classmethod
+    def _msg(cls, v: int) -> int:
+        if not 1024 <= v <= 64 * 1024 * 1024:
+            raise ValueError("stream_max_message_bytes must be between 1 KiB and 64 MiB")
+        return v
+
+    @field_validator("db_busy_timeout_ms")
+    @classmethod
+    def _busy(cls, v: int) -> int:
+        if not 100 <= v <= 600_000:
+            raise ValueError("db_busy_timeout_ms must be between 100 and 600000")
+        return v
+
+    @model_validator(mode="after")
+    def _paths(self) -> Settings:
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ValueError(f"data_dir {self.data_dir} exists and is not a directory")
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{(self.data_dir / 'tracekws.db').resolve()}"
+        scheme = self.database_url.split(":", 1)[0]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        if self.database_url in ("sqlite://", "sqlite:///:memory:"):
+            raise ValueError("an in-memory database would lose every version; use a file")
+        check_hyperparameters(self.adapt_rule, self.adapt_hyperparameters)
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return str(self.database_url).startswith("sqlite")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    @property
+    def workers(self) -> int:
+        return self.compute_threads or os.cpu_count() or 1
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_dir / "audio"

@@ -1,0 +1,282 @@
+"""Data access: profiles, immutable versions, the ``active`` alias. Synchronous (run it in a
+worker thread from async code); every public call is one transaction.
+
+Weights are safetensors blobs stored with their sha256, which is checked on every load: a
+corrupt blob raises :class:`CorruptWeights` and never reaches a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from .db import session
+from .models import Alias, Profile, Version
+
+ACTIVE = "active"
+
+
+class StoreError(Exception):
+    pass
+
+
+class UnknownProfile(StoreError):
+    pass
+
+
+class UnknownVersion(StoreError):
+    pass
+
+
+class ProfileExists(StoreError):
+    pass
+
+
+class VersionConflict(StoreError):
+    """The active version is no longer the parent an adaptation started from."""
+
+
+class CorruptWeights(StoreError):
+    def __init__(self, profile: str, number: int, expected: str, actual: str) -> None:
+        super().__init__(f"the stored weights of {profile} version {number} fail their sha256 "
+                         f"check (expected {expected[:12]}…, found {actual[:12]}…)")
+        self.profile, self.number = profile, number
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    profile: str
+    number: int
+    parent: int | None
+    created_at: datetime
+    rule: str
+    label: str | None
+    hyperparameters: dict[str, Any]
+    clips: int
+    labels: list[str]
+    metrics: dict[str, Any]
+    sha256: str
+    size: int
+    tags: dict[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+    def public(self, active: int | None = None) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("id")
+        d["id"] = d["version"] = d.pop("number")
+        d["created_at"] = self.created_at.isoformat()
+        if active is not None:
+            d["active"] = self.number == active
+        return d
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    name: str
+    created_at: datetime
+    store_audio: bool
+    active: int
+    versions: int
+
+    def public(self) -> dict[str, Any]:
+        return {"name": self.name, "created_at": self.created_at.isoformat(),
+                "store_audio": self.store_audio, "active_version": self.active,
+                "versions": self.versions, "read_only": False}
+
+
+def _utc(t: datetime) -> datetime:
+    """SQLite returns naive datetimes; every time stored here is UTC."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _info(v: Version) -> VersionInfo:
+    return VersionInfo(v.profile, v.number, v.parent, _utc(v.created_at), v.rule, v.label,
+                       dict(v.hyperparameters or {}), v.clips, list(v.labels or []),
+                       dict(v.metrics or {}), v.sha256, v.size, dict(v.tags or {}), v.id)
+
+
+_VERSION_COLS = [c for c in Version.__table__.c if c.name != "weights"]
+
+
+class Store:
+    """Profiles and versions in one database. ``base`` is the shipped model's safetensors
+    bytes: a new profile's version 1."""
+
+    def __init__(self, engine: Engine, base: bytes, base_labels: list[str]) -> None:
+        self.engine = engine
+        self.base, self.base_sha = base, sha256(base)
+        self.base_labels = list(base_labels)
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    # ---- profiles ------------------------------------------------------------------------
+    def _profile_info(self, s, p: Profile) -> ProfileInfo:
+        active = s.execute(select(Version.number).join(Alias, Alias.version_id == Version.id)
+                           .where(Alias.profile == p.name, Alias.name == ACTIVE)).scalar_one()
+        n = s.execute(select(func.count()).select_from(Version)
+                      .where(Version.profile == p.name)).scalar_one()
+        return ProfileInfo(p.name, _utc(p.created_at), p.store_audio, active, n)
+
+    def list_profiles(self) -> list[ProfileInfo]:
+        with session(self.engine) as s:
+            return [self._profile_info(s, p)
+                    for p in s.scalars(select(Profile).order_by(Profile.name))]
+
+    def get_profile(self, name: str) -> ProfileInfo:
+        with session(self.engine) as s:
+            p = s.get(Profile, name)
+            if p is None:
+                raise UnknownProfile(name)
+            return self._profile_info(s, p)
+
+    def _create(self, s, name: str, store_audio: bool) -> Profile:
+        p = Profile(name=name, store_audio=store_audio)
+        s.add(p)
+        v = Version(profile=name, number=1, parent=None, rule="pretrained", label=None,
+                    hyperparameters={}, clips=0, labels=self.base_labels, metrics={},
+                    sha256=self.base_sha, size=len(self.base), weights=self.base,
+                    tags={"source": "shipped model"})
+        s.add(v)
+        s.flush()
+        s.add(Alias(profile=name, name=ACTIVE, version_id=v.id))
+        s.flush()
+        return p
+
+    def create_profile(self, name: str, store_audio: bool = False) -> ProfileInfo:
+        """Create a profile whose version 1 is the shipped model."""
+        try:
+            with session(self.engine, write=True) as s:
+                if s.get(Profile, name) is not None:
+                    raise ProfileExists(name)
+                return self._profile_info(s, self._create(s, name, store_audio))
+        except IntegrityError:  # created concurrently by another process
+            raise ProfileExists(name) from None
+
+    def delete_profile(self, name: str) -> None:
+        with session(self.engine, write=True) as s:
+            if s.get(Profile, name) is None:
+                raise UnknownProfile(name)
+            s.execute(delete(Alias).where(Alias.profile == name))
+            # children before parents (the parent foreign key), newest first
+            s.execute(delete(Version).where(Version.profile == name))
+            s.execute(delete(Profile).where(Profile.name == name))
+
+    # ---- versions ------------------------------------------------------------------------
+    def versions(self, name: str) -> tuple[list[VersionInfo], int]:
+        """All versions of a profile (oldest first) and the active version number."""
+        with session(self.engine) as s:
+            if s.get(Profile, name) is None:
+                raise UnknownProfile(name)
+            rows = s.execute(select(*_VERSION_COLS).where(Version.profile == name)
+                             .order_by(Version.number)).all()
+            active = self._active_number(s, name)
+            return [self._row_info(r) for r in rows], active
+
+    @staticmethod
+    def _row_info(r) -> VersionInfo:
+        m = r._mapping
+        return VersionInfo(m["profile"], m["number"], m["parent"], _utc(m["created_at"]),
+                           m["rule"], m["label"], dict(m["hyperparameters"] or {}), m["clips"],
+                           list(m["labels"] or []), dict(m["metrics"] or {}), m["sha256"],
+                           m["size"], dict(m["tags"] or {}), m["id"])
+
+    def _active_number(self, s, name: str) -> int:
+        return s.execute(select(Version.number).join(Alias, Alias.version_id == Version.id)
+                         .where(Alias.profile == name, Alias.name == ACTIVE)).scalar_one()
+
+    def version(self, name: str, number: int | None = None) -> VersionInfo:
+        """One version (default: the active one)."""
+        with session(self.engine) as s:
+            q = select(*_VERSION_COLS).where(Version.profile == name)
+            if number is None:
+                q = q.join(Alias, Alias.version_id == Version.id).where(
+                    Alias.profile == name, Alias.name == ACTIVE)
+            else:
+                q = q.where(Version.number == number)
+            row = s.execute(q).first()
+            if row is None:
+                if s.get(Profile, name) is None:
+                    raise UnknownProfile(name)
+                raise UnknownVersion(f"{name} has no version {number}")
+            return self._row_info(row)
+
+    def weights(self, info: VersionInfo) -> bytes:
+        """The version's safetensors bytes, sha256-checked."""
+        with session(self.engine) as s:
+            blob = s.execute(select(Version.weights).where(Version.id == info.id)).scalar()
+        if blob is None:
+            raise UnknownVersion(f"{info.profile} has no version {info.number}")
+        actual = sha256(blob)
+        if actual != info.sha256:
+            raise CorruptWeights(info.profile, info.number, info.sha256, actual)
+        return bytes(blob)
+
+    def commit_version(self, name: str, parent: int, weights: bytes, rule: str, label: str,
+                       hyperparameters: dict, clips: int, labels: list[str],
+                       metrics: dict, tags: dict | None = None,
+                       create: bool = False) -> VersionInfo:
+        """Add a version as the new active version, in one transaction, if ``parent`` is
+        still the active version (else :class:`VersionConflict`: no lost update).
+
+        ``create``: a profile that does not exist yet is created in the same transaction
+        (version 1 = the shipped model, which must then be ``parent``), so a failed first
+        /adapt leaves nothing behind.
+        """
+        try:
+            return self._commit(name, parent, weights, rule, label, hyperparameters, clips,
+                                labels, metrics, tags, create)
+        except IntegrityError as exc:  # a concurrent writer in another process won
+            raise VersionConflict(f"{name}: another version was committed concurrently"
+                                  ) from exc
+
+    def _commit(self, name, parent, weights, rule, label, hyperparameters, clips, labels,
+                metrics, tags, create) -> VersionInfo:
+        with session(self.engine, write=True) as s:
+            alias = s.execute(select(Alias).where(Alias.profile == name, Alias.name == ACTIVE)
+                              .with_for_update()).scalar_one_or_none()
+            if alias is None:
+                if not create or s.get(Profile, name) is not None:
+                    raise UnknownProfile(name)
+                self._create(s, name, store_audio=False)
+                alias = s.execute(select(Alias).where(Alias.profile == name,
+                                                      Alias.name == ACTIVE)).scalar_one()
+            active = s.execute(select(Version.number).where(Version.id == alias.version_id)
+                               ).scalar_one()
+            if active != parent:
+                raise VersionConflict(f"{name}: the active version is {active}, this "
+                                      f"adaptation started from {parent}")
+            number = s.execute(select(func.max(Version.number))
+                               .where(Version.profile == name)).scalar_one() + 1
+            v = Version(profile=name, number=number, parent=parent, rule=rule, label=label,
+                        hyperparameters=hyperparameters, clips=clips, labels=labels,
+                        metrics=metrics, sha256=sha256(weights), size=len(weights),
+                        weights=weights, tags=tags or {})
+            s.add(v)
+            s.flush()
+            alias.version_id = v.id
+            s.flush()
+            return _info(v)
+
+    def activate(self, name: str, number: int) -> tuple[int, VersionInfo]:
+        """Move ``active`` to ``number`` (its weights are checked first). Returns (previous,
+        new active)."""
+        target = self.version(name, number)
+        self.weights(target)  # raises CorruptWeights: never activate a corrupt version
+        with session(self.engine, write=True) as s:
+            alias = s.execute(select(Alias).where(Alias.profile == name, Alias.name == ACTIVE)
+                              .with_for_update()).scalar_one_or_none()
+            if alias is None:
+                raise UnknownProfile(name)
+            previous = s.execute(select(Version.number).where(Version.id == alias.version_id)
+                                 ).scalar_one()
+            alias.version_id = target.id
+            s.flush()
+        return previous, target

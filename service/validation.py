@@ -1,0 +1,33 @@
+"""Names the API accepts: profiles (path-safe) and labels (what a user calls a keyword)."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated
+
+from fastapi import Path, Query
+
+from .problems import Problem
+from .settings import PROFILE_RE
+
+PROFILE_PATTERN = PROFILE_RE.pattern
+MAX_LABEL = 64
+
+ProfileQuery = Annotated[str, Query(pattern=PROFILE_PATTERN, description="profile name")]
+ProfilePath = Annotated[str, Path(pattern=PROFILE_PATTERN, description="profile name")]
+VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="version number")]
+
+
+def validate_label(label: str) -> str:
+    """1-64 characters, no control/format characters, no surrounding whitespace."""
+    if not label:
+        raise Problem("invalid-label", "the label is empty")
+    if len(label) > MAX_LABEL:
+        raise Problem("invalid-label", f"the label is longer than {MAX_LABEL} characters")
+    bad = [c for c in label if unicodedata.category(c)[0] == "C"]
+    if bad:
+        raise Problem("invalid-label", "the label contains control characters "
+                      f"({', '.join(f'U+{ord(c):04X}' for c in bad[:5])})")
+    if label != label.strip():
+        raise Problem("invalid-label", "the label has leading or trailing whitespace")
+    return label

@@ -1,0 +1,13 @@
+"""`bench service` runs against a real uvicorn process and reports what the README quotes."""
+
+from service.bench import bench_service
+
+
+def test_bench_service_smoke(small_model_path):
+    res = bench_service(str(small_model_path), requests=24, clients=8, adapt_clips=2,
+                        memory=False, compute_threads=2)
+    p = res["predict"]
+    assert p["errors"] == 0 and p["requests"] == 24 and p["clients"] == 8
+    assert 0 < p["p50_ms"] <= p["p99_ms"] and p["throughput_rps"] > 0
+    assert res["adapt"]["clips"] == 2 and res["adapt"]["ms_per_clip_median"] > 0
+    assert res["model"]["hidden"] == 64 and res["clip_source"].startswith("tests/data/gsc")

@@ -1,0 +1,124 @@
+"""Storage: sha256-checked blobs (a corrupt one is refused and the profile keeps serving its
+last good version), no lost updates, migrations, cascade deletes, opt-in raw audio."""
+
+import sqlite3
+
+import pytest
+from _clips import wave
+
+from model.audio import encode_wav
+from service import db
+from service.store import Store, VersionConflict
+
+
+@pytest.fixture(scope="module")
+def wav() -> bytes:
+    return encode_wav(wave("yes", 0))
+
+
+def _adapt(client, profile, wav, label="yes"):
+    r = client.post("/adapt", params={"profile": profile, "label": label}, content=wav)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _db(settings) -> sqlite3.Connection:
+    return sqlite3.connect(settings.data_dir / "tracekws.db")
+
+
+def test_corrupt_blob_is_refused_and_last_good_version_served(make_client, service_settings,
+                                                              wav):
+    c = make_client()
+    _adapt(c, "alice", wav)
+    _adapt(c, "alice", wav)
+    good = c.post("/predict", params={"profile": "alice", "version": 2}, content=wav).json()
+    with _db(service_settings()) as conn:  # overwrite version 3's blob
+        conn.execute("UPDATE versions SET weights = zeroblob(length(weights)) "
+                     "WHERE profile='alice' AND number=3")
+    c2 = make_client()  # a fresh process: nothing cached
+    r = c2.post("/predict", params={"profile": "alice"}, content=wav)
+    assert r.status_code == 200
+    assert r.json()["version"] == 2 and r.json()["fallback_from"] == 3
+    assert r.json()["scores"] == good["scores"]
+    for resp in (c2.post("/predict", params={"profile": "alice", "version": 3}, content=wav),
+                 c2.get("/profiles/alice/versions/3/weights"),
+                 c2.post("/profiles/alice/versions/3/activate"),
+                 c2.post("/adapt", params={"profile": "alice", "label": "yes"}, content=wav)):
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["code"] == "corrupt-weights"
+        assert "sha256" in resp.json()["detail"]
+    assert "tracekws_corrupt_weights_total" in c2.get("/metrics").text
+    # rollback to a good version works and adaptation continues from there
+    assert c2.post("/profiles/alice/versions/2/activate").status_code == 200
+    v = _adapt(c2, "alice", wav)
+    assert v["version"] == 4 and v["parent"] == 2
+
+
+def test_stale_parent_is_a_conflict_not_a_lost_update(client, wav):
+    _adapt(client, "bob", wav)
+    rt = client.app.state.runtime
+    store: Store = rt.store
+    with pytest.raises(VersionConflict):
+        store.commit_version("bob", 1, rt.base_bytes, "tp", "yes", {}, 1, ["yes"], {})
+    assert client.get("/profiles/bob").json()["versions"] == 2
+
+
+def test_rollback_then_adapt_branches_from_the_rolled_back_version(client, wav):
+    _adapt(client, "carol", wav)
+    _adapt(client, "carol", wav)
+    client.post("/profiles/carol/versions/1/activate")
+    v = _adapt(client, "carol", wav)
+    assert (v["version"], v["parent"]) == (4, 1)
+
+
+def test_migrations_are_idempotent_and_db_is_wal(make_client, service_settings, wav):
+    c = make_client()
+    _adapt(c, "dave", wav)
+    make_client()  # a second start on the same database
+    rt = c.app.state.runtime
+    assert db.current_revision(rt.engine) == "0001_initial"
+    assert db.migrate(rt.engine) == "0001_initial"
+    assert db.integrity_ok(rt.engine)
+    with _db(service_settings()) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with rt.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_delete_cascades(client, service_settings, wav):
+    _adapt(client, "erin", wav)
+    _adapt(client, "frank", wav)
+    assert client.delete("/profiles/erin").status_code == 204
+    with _db(service_settings()) as conn:
+        assert conn.execute("SELECT count(*) FROM versions WHERE profile='erin'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM aliases WHERE profile='erin'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM versions WHERE profile='frank'"
+                            ).fetchone() == (2,)
+    assert db.integrity_ok(client.app.state.runtime.engine)
+    v = _adapt(client, "erin", wav)  # the name can be reused, starting over
+    assert v["version"] == 2
+
+
+def test_raw_audio_only_kept_when_profile_opts_in(client, service_settings, wav):
+    s = service_settings()
+    _adapt(client, "gina", wav)
+    assert not s.audio_dir.exists() or not any(s.audio_dir.rglob("*"))
+    assert client.post("/profiles", json={"name": "hank", "store_audio": True}).status_code == 201
+    _adapt(client, "hank", wav)
+    v = client.get("/profiles/hank/versions/2").json()
+    kept = s.data_dir / v["tags"]["audio"]
+    assert kept.read_bytes() == wav
+    assert not any(s.spool_dir.iterdir())  # no temporary files left behind
+    client.delete("/profiles/hank")
+    assert not kept.exists()
+
+
+def test_versions_are_immutable_blobs(client, service_settings, wav):
+    _adapt(client, "ivy", wav)
+    vs = client.get("/profiles/ivy/versions").json()["versions"]
+    with _db(service_settings()) as conn:
+        rows = conn.execute("SELECT number, sha256, length(weights), size FROM versions "
+                            "WHERE profile='ivy' ORDER BY number").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(v["version"], v["sha256"]) for v in vs]
+    assert all(r[2] == r[3] for r in rows)
