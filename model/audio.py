@@ -7,6 +7,7 @@ Every way an upload can be wrong ends in one typed error, :class:`AudioError`, s
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,24 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1) if samples.ndim == 2 else samples
 
 
+MAX_KERNEL = 1 << 21  # polyphase kernel elements before the input rate is snapped
+
+
+def safe_rate(rate: int, target: int = SAMPLE_RATE) -> int:
+    """The rate to resample from: ``rate`` itself, or, for a rate such as 44 099 Hz that
+    shares no divisor with 16 kHz (its polyphase kernel would take gigabytes), the nearest
+    multiple of 100 Hz (≤ 0.6 % pitch change)."""
+    g = math.gcd(rate, target)
+    if (rate // g) * (target // g) * 2 > MAX_KERNEL:
+        return max(MIN_RATE, round(rate / 100) * 100)
+    return rate
+
+
 def resample(wave: torch.Tensor, rate: int) -> torch.Tensor:
     """Resample a 1-D waveform to 16 kHz (no-op at 16 kHz)."""
     if rate == SAMPLE_RATE:
         return wave
-    return AF.resample(wave, rate, SAMPLE_RATE)
+    return AF.resample(wave, safe_rate(rate), SAMPLE_RATE)
 
 
 def _wav_truncated(data: bytes) -> str | None:

@@ -26,12 +26,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioError
+from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioError, safe_rate
 
 WAV_MAGIC = b"RIFF"
 SPOOL_MAGICS = (b"fLaC", b"OggS", b"FORM", b"RIFX", b"RF64")  # decoded by libsndfile at close
 FMT_PCM, FMT_FLOAT, FMT_EXTENSIBLE = 1, 3, 0xFFFE
-MAX_KERNEL = 1 << 21  # resampler kernel elements before the input rate is snapped (see below)
 BLOCK_FRAMES = 16_000  # frames per block when decoding a spooled file
 
 
@@ -65,12 +64,8 @@ class StreamResampler:
 
     def __init__(self, rate: int, target: int = SAMPLE_RATE) -> None:
         if rate != target:
+            rate = safe_rate(rate, target)
             g = math.gcd(rate, target)
-            if (rate // g) * (target // g) * 2 > MAX_KERNEL:
-                # A rate such as 44 099 Hz has no common divisor with 16 kHz and would need a
-                # kernel of gigabytes; snap it to the nearest 100 Hz (≤ 0.6 % pitch change).
-                rate = max(MIN_RATE, round(rate / 100) * 100)
-                g = math.gcd(rate, target)
         self.identity = rate == target
         self.n_in = 0
         self.n_out = 0

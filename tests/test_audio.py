@@ -90,3 +90,11 @@ def test_rate_out_of_range():
 def test_missing_file(tmp_path):
     with pytest.raises(AudioError):
         load(tmp_path / "nope.wav")
+
+
+def test_coprime_rate_is_snapped_not_a_huge_kernel():
+    """44 099 Hz shares no divisor with 16 kHz: the resampler would need gigabytes."""
+    rate = 44099
+    t = np.arange(rate) / rate
+    w = decode(_bytes(0.3 * np.sin(2 * np.pi * 440 * t), rate, "WAV", "PCM_16"))
+    assert abs(w.numel() - 16000) <= 16
