@@ -69,6 +69,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         res = bench_personalize(_model(a.model), a.data, a.rule, a.shots, a.val_percent,
                                 epochs=a.epochs, progress=not a.json)
+    elif a.what == "service":
+        # the one place model/ reaches into service/: a CLI convenience, imported lazily
+        from service.bench import bench_service
+
+        res = bench_service(model_path=a.model, requests=a.requests, clients=a.clients)
     elif a.what == "memory":
         from .memory import bench_memory
 
@@ -124,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON")
-    b.add_argument("what", choices=["infer", "personalize", "memory"])
+    b.add_argument("what", choices=["infer", "personalize", "memory", "service"])
     b.add_argument("--model")
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=50)
@@ -136,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speaker split of the model (default: the one it was trained with)")
     b.add_argument("--epochs", type=int, default=1, help="passes over the support set")
     b.add_argument("--seconds", nargs="+", default=["1", "30"])
+    b.add_argument("--requests", type=int, default=400, help="service: /predict requests")
+    b.add_argument("--clients", type=int, default=8, help="service: concurrent clients")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("serve", help="run the HTTP service")

@@ -25,7 +25,7 @@ from ..network import SNN
 class RuleConfig:
     lr: float = 1e-4
     lr_out: float = 1e-4
-    total_steps: int = 0  # for the cosine decay to 0.25·lr (0: constant rate)
+    total_steps: int = 0  # frames of the cosine decay to 0.25·lr (0: constant rate)
     update_every: int = 1  # frames of summed updates per optimiser step (1: every frame)
     optimizer: str = "adam"  # "adam" (the reference) or "sgd" (plain three-factor steps)
     replay: int = 0  # readout replay: bank entries rehearsed after each utterance
@@ -38,7 +38,8 @@ class Rule(ABC):
         self.net = net
         self.config = config or RuleConfig()
         self.labels: torch.Tensor | None = None
-        self.steps = 0
+        self.steps = 0  # frames whose updates have been applied
+        self.frames = 0  # frames seen (the clock of the learning-rate schedule)
         self.replay_bank: tuple[torch.Tensor, torch.Tensor] | None = None
         self._replay_gen = torch.Generator().manual_seed(0)
 
@@ -52,7 +53,7 @@ class Rule(ABC):
         n = self.config.total_steps
         if n <= 0:
             return 1.0
-        f = min(self.steps, n) / n
+        f = min(self.frames, n) / n
         return 0.25 + 0.75 * 0.5 * (1 + math.cos(math.pi * f))
 
     def make_optimiser(self, hidden: list[torch.Tensor], out: list[torch.Tensor]) -> None:

@@ -29,6 +29,7 @@ class BPTT(Rule):
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         net, p = self.net, self.net.params
+        self.frames += 1
         with torch.enable_grad():
             h = self.state.hidden
             s, _, hidden = lif_step(x @ net.w_in.T + h.s @ net.w_rec.T, h, p)

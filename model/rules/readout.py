@@ -44,6 +44,7 @@ class ReadoutDelta(Rule):
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
         net, p = self.net, self.net.params
+        self.frames += 1
         cur = x @ net.w_in.T + self.data.lif.s @ net.w_rec.T
         s, _, self.data = lif_forward(cur, self.data, p)
         d_out = self.readout.step(s, self.data.eps, net.w_out)

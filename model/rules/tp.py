@@ -148,6 +148,7 @@ class TracesPropagation(Rule):
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
         net, p = self.net, self.net.params
+        self.frames += 1
         s_prev = self.data.lif.s
         s, v_tilde, self.data = lif_forward(x @ net.w_in.T + s_prev @ net.w_rec.T, self.data, p)
         eps_lab, lab_in_trace = self._label_step()
