@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -90,19 +91,24 @@ class SNN(nn.Module):
         return m, NetState(LIFState(v, s), m), rate
 
     def _run(self, x: torch.Tensor, state: NetState):
+        """The recurrence in numpy: per-frame ops cost ~1 µs there against ~5 µs in torch,
+        which halves inference time at batch 1. Same float32 arithmetic as :meth:`forward`."""
         p = self.params
-        cur_in = x @ self.w_in.T
-        w_rec_t = self.w_rec.T
-        v, s = state.hidden
+        cur_in = (x @ self.w_in.T).numpy()
+        w_rec_t = np.ascontiguousarray(self.w_rec.detach().numpy().T)
+        v, s = (t.detach().numpy().astype(np.float32) for t in state.hidden)
         leaky = p.readout_leak != 1.0
-        acc = torch.zeros_like(v)  # readout-leak-weighted spike sum
-        count = torch.zeros_like(v) if leaky else acc  # plain spike count
-        for t in range(x.shape[1]):
-            v_tilde = torch.addmm(cur_in[:, t], s, w_rec_t).add_(v, alpha=p.alpha)
-            s = (v_tilde > p.v_th).to(x.dtype)
-            v = v_tilde.sub_(s, alpha=p.v_th)
+        acc = np.zeros_like(v)  # readout-leak-weighted spike sum
+        count = np.zeros_like(v) if leaky else acc  # plain spike count
+        alpha, v_th, leak = np.float32(p.alpha), np.float32(p.v_th), np.float32(p.readout_leak)
+        for t in range(cur_in.shape[1]):
+            v_tilde = cur_in[:, t] + s @ w_rec_t
+            v_tilde += alpha * v
+            s = (v_tilde > v_th).astype(np.float32)
+            v = v_tilde - v_th * s
             if leaky:
-                acc.mul_(p.readout_leak)
-                count.add_(s)
-            acc.add_(s)
-        return acc, count, v, s
+                acc *= leak
+                count += s
+            acc += s
+        as_t = torch.from_numpy
+        return as_t(acc), as_t(count), as_t(v), as_t(s)

@@ -66,13 +66,14 @@ def _labels_of(clips) -> torch.Tensor:
     return torch.tensor([LABELS.index(c.label()) for c in clips])
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
+def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     """Load audio, fit the normalisation on the training speakers, encode the validation set."""
     clips = scan(cfg.data)
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
     if not train_c:
         raise ValueError(f"no training speakers in {cfg.data} with --val-percent {cfg.val_percent}")
-    train_waves, val_waves = load_waves(train_c), load_waves(val_c)
+    train_waves = load_waves(train_c, progress=progress)
+    val_waves = load_waves(val_c, progress=progress)
     mc = ModelConfig(
         n_hidden=cfg.hidden,
         encoder=EncoderConfig(cfg.encoder, cfg.threshold, cfg.levels),
@@ -174,7 +175,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out).with_suffix(".safetensors")
     ckpt_path = out.with_name(out.stem + "-checkpoint.pt")
-    p = prepare(cfg)
+    p = prepare(cfg, progress)
     model, net = p.model, p.model.net
     # The readout integrates ~100 frames of ~450 neurons, so an Adam step on W_out moves the
     # logits ~100x more than one on W_in; give it a proportionally smaller rate.
@@ -247,7 +248,7 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out).with_suffix(".safetensors")
-    p = prepare(cfg)
+    p = prepare(cfg, progress)
     model = p.model
     steps = max(1, len(p.train_y) // cfg.batch)
     if cfg.limit_steps:
