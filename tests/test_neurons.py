@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from model.network import SNN
@@ -35,15 +36,16 @@ def test_trace_and_readout_steps():
     torch.testing.assert_close(readout_step(torch.ones(1), torch.ones(1), 1.0), torch.tensor([2.0]))
 
 
-def test_fast_inference_path_matches_step_by_step():
+@pytest.mark.parametrize("batch", [1, 3, 6])  # numpy loop up to 4, torch loop above
+def test_fast_inference_path_matches_step_by_step(batch):
     torch.manual_seed(0)
     net = SNN(20, 16, 4)
     with torch.no_grad():
         net.w_in.mul_(4)
-    x = (torch.rand(3, 30, 20) < 0.3).float()
+    x = (torch.rand(batch, 30, 20) < 0.3).float()
     with torch.no_grad():
         fast, _, _ = net(x)
-    st = net.init_state(3)
+    st = net.init_state(batch)
     with torch.no_grad():
         for t in range(30):
             m, st = net.step(x[:, t], st)

@@ -66,15 +66,15 @@ class Rule(ABC):
         self.opt = opt_cls(groups)
         self.pending = 0
 
-    def accumulate(self, grads: dict[torch.nn.Parameter, torch.Tensor]) -> None:
-        """Add one frame's update; take an optimiser step every ``update_every`` frames.
+    def accumulate(self, grads: dict[torch.nn.Parameter, torch.Tensor], frames: int = 1) -> None:
+        """Add the update of ``frames`` frames; step the optimiser every ``update_every``.
 
         Summing a few frames before an Adam step keeps memory flat (the sum has the size of
         the weights) and cuts the per-frame cost, which the optimiser step dominates.
         """
         for p, g in grads.items():
             p.grad = g if p.grad is None else p.grad.add_(g)
-        self.pending += 1
+        self.pending += frames
         if self.pending >= self.config.update_every:
             self.flush()
 
@@ -150,7 +150,7 @@ def register(name: str):
 
 
 def make_rule(name: str, net: SNN, **hp) -> Rule:
-    from . import bptt, readout, tp  # noqa: F401  (registration)
+    from . import bptt, decolle, drtp, eprop, etlp, readout, tess, tp  # noqa: F401
 
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; choose from {sorted(RULES)}")

@@ -49,6 +49,18 @@ def contrast_targets(label_traces: torch.Tensor, own: torch.Tensor) -> torch.Ten
     return torch.softmax(-d, dim=1)
 
 
+def layer_delta(
+    v_tilde: torch.Tensor, eps: torch.Tensor, eps_lab: torch.Tensor, y: torch.Tensor,
+    p: LIFParams,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Postsynaptic factor δ = (∂E/∂ε) ⊙ ψ(v~ − V_th) of the data path, ∂E/∂z and E."""
+    z = eps @ eps_lab.T
+    logp = torch.log_softmax(z, dim=1)
+    loss = -(y * logp).sum(1).mean()
+    g = (logp.exp() - y) / eps.shape[0]  # ∂E/∂z
+    return (g @ eps_lab) * surrogate(v_tilde - p.v_th, p.k), g, loss
+
+
 def layer_grads(
     x: torch.Tensor,
     v_tilde: torch.Tensor,
@@ -67,11 +79,7 @@ def layer_grads(
     ``shared``: the label path goes through the same W, R (layers ≥ 2), so its terms add;
     otherwise (layer 1, fixed S and R̃) the label-path inputs are not needed and may be None.
     """
-    z = eps @ eps_lab.T
-    logp = torch.log_softmax(z, dim=1)
-    loss = -(y * logp).sum(1).mean()
-    g = (logp.exp() - y) / x.shape[0]  # ∂E/∂z
-    delta = (g @ eps_lab) * surrogate(v_tilde - p.v_th, p.k)
+    delta, g, loss = layer_delta(v_tilde, eps, eps_lab, y, p)
     dw, dr = delta.T @ x, delta.T @ s_prev
     if shared:
         delta_lab = (g.T @ eps) * surrogate(v_tilde_lab - p.v_th, p.k)
@@ -136,6 +144,10 @@ class TracesPropagation(Rule):
         self.data = self._zero(b, h)
         self.lab = self._zero(self.lab_in.shape[0], h)
         self.lab_in_trace = torch.zeros_like(self.lab_in)
+        self.lab_drive = self.lab_in @ self.S.T  # constant input current of the label paths
+        classes = self.config.contrast == "classes"
+        self.y_rows = torch.arange(len(self.lab_in)) if classes else self.own
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.t = 0
         if self.config.contrast != "classes" or getattr(self, "_cache_c", None) != c:
             # In the all-classes contrast the label paths are a fixed function of time
@@ -151,18 +163,30 @@ class TracesPropagation(Rule):
         self.frames += 1
         s_prev = self.data.lif.s
         s, v_tilde, self.data = lif_forward(x @ net.w_in.T + s_prev @ net.w_rec.T, self.data, p)
-        eps_lab, lab_in_trace = self._label_step()
-        y = contrast_targets(lab_in_trace, self.own)
+        eps_lab, y = self._label_step()
         # layer 1: the label path runs through fixed S, R̃, so only the data path has terms
-        grads = layer_grads(x, v_tilde, s_prev, self.data.eps, None, None, None, eps_lab, y, p,
-                            shared=False)
+        delta, _, self.last_loss = layer_delta(v_tilde, self.data.eps, eps_lab, y, p)
+        # the outer products δᵀx, δᵀs⁻ of the frames between two optimiser steps are summed
+        # as one matrix product when the step is due (same sum, a fraction of the cost)
+        self._pending.append((delta, x, s_prev))
         d_out = self.readout.step(s, self.data.eps, net.w_out)
-        upd = {net.w_in: grads.w, net.w_rec: grads.w_rec}
-        self.accumulate(upd if d_out is None else upd | {net.w_out: d_out})
-        self.last_loss = grads.loss
+        if d_out is not None:
+            net.w_out.grad = d_out if net.w_out.grad is None else net.w_out.grad.add_(d_out)
+        if len(self._pending) >= self.config.update_every:
+            self._drain()
         return self.readout.m
 
+    def _drain(self) -> None:
+        """Turn the buffered factors into the summed three-factor update."""
+        if not self._pending:
+            return
+        d, x, sp = (torch.cat(t) for t in zip(*self._pending, strict=True))
+        n, self._pending = len(self._pending), []
+        net = self.net
+        self.accumulate({net.w_in: d.T @ x, net.w_rec: d.T @ sp}, frames=n)
+
     def end(self) -> None:
+        self._drain()
         d_out = self.readout.final()
         if d_out is not None:
             self.flush()
@@ -171,22 +195,25 @@ class TracesPropagation(Rule):
         self.flush()
 
     def _label_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Advance the label paths one frame; returns (ε̃, label input trace)."""
+        """Advance the label paths one frame; returns (ε̃, targets y for this batch)."""
         t, self.t = self.t, self.t + 1
         cached = self._cache_c is not None
         if cached and t < len(self._cache):
-            self.lab, self.lab_in_trace = self._cache[t]
+            self.lab, self.lab_in_trace, y_all = self._cache[t]
         else:
             p = self.net.params
-            lab_cur = self.lab_in @ self.S.T + self.lab.lif.s @ self.R.T
+            lab_cur = self.lab_drive + self.lab.lif.s @ self.R.T
             _, _, self.lab = lif_forward(lab_cur, self.lab, p)
             self.lab_in_trace = trace_step(self.lab_in, self.lab_in_trace, p.beta)
+            # classes: targets of every class against every class, indexed per sample below
+            y_all = contrast_targets(self.lab_in_trace, self.y_rows)
             if cached and t == len(self._cache) and t < LABEL_CACHE_FRAMES:
-                self._cache.append((self.lab, self.lab_in_trace))
-        return self.lab.eps, self.lab_in_trace
+                self._cache.append((self.lab, self.lab_in_trace, y_all))
+        return self.lab.eps, y_all[self.own] if cached else y_all
 
     def state_tensors(self) -> list[torch.Tensor]:
         per_frame = [*self.data.lif, self.data.eps, *self.lab.lif, self.lab.eps,
                      self.lab_in_trace, *self.readout.tensors()]
-        cache = [t for st, tr in getattr(self, "_cache", []) for t in (*st.lif, st.eps, tr)]
+        cache = [t for st, tr, y in getattr(self, "_cache", []) for t in (*st.lif, st.eps, tr, y)]
+        cache += [t for f in getattr(self, "_pending", []) for t in f]
         return per_frame + cache + self.optimiser_tensors() + [self.S, self.R]
