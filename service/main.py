@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from . import problems
 from .metrics import MetricsMiddleware
-from .routes import adapt, health, metrics, predict, profiles, stream, versions
+from .routes import adapt, health, metrics, predict, profiles, stream, ui, versions
 from .runtime import Runtime, store_problem
 from .settings import Settings
 from .store import StoreError
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
         return Response(status_code=400)  # nobody is listening; just end the request quietly
 
-    for r in (predict, adapt, profiles, versions, health, stream, metrics):
+    for r in (predict, adapt, profiles, versions, health, stream, metrics, ui):
         app.include_router(r.router)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
     return app

@@ -1,10 +1,13 @@
 """WebSocket /stream: live keyword detection on 16 kHz 16-bit little-endian mono PCM.
 
-Protocol: connect to ``/stream?profile=&version=&threshold=``; the server sends
+Protocol: connect to ``/stream?profile=&version=&threshold=&posteriors=``; the server sends
 ``{"type": "ready", ...}``; then send binary messages of PCM of any size (a sample may even
 be split across messages) and receive ``{"type": "detection", "label", "probability",
-"time"}`` (``time``: seconds of audio since the stream started). The text message ``reset``
-restarts the stream state. Errors arrive as ``{"type": "error", "problem": {RFC 9457 fields}}``
+"time"}`` (``time``: seconds of audio since the stream started). With ``posteriors=true``
+the server also sends ``{"type": "posteriors", "time", "probabilities": {label: p}}`` (the
+smoothed per-class posteriors the detector thresholds) after a message of PCM, at most once
+per ``POSTERIOR_INTERVAL`` seconds of audio. The text message ``reset`` restarts the stream
+state. Errors arrive as ``{"type": "error", "problem": {RFC 9457 fields}}``
 followed by a close with code 4000 + HTTP status (e.g. 4404 unknown profile).
 """
 
@@ -25,6 +28,9 @@ from ..store import StoreError
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger("tracekws.service")
+POSTERIOR_INTERVAL = 0.1  # seconds of audio between two posteriors messages (at most)
+_BOOL = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
 
 
 async def _fail(ws: WebSocket, p: Problem) -> None:
@@ -33,7 +39,7 @@ async def _fail(ws: WebSocket, p: Problem) -> None:
     await ws.close(code=4000 + p.status)
 
 
-def _params(ws: WebSocket) -> tuple[str, int | None, float | None]:
+def _params(ws: WebSocket) -> tuple[str, int | None, float | None, bool]:
     q = ws.query_params
     profile = q.get("profile", DEFAULT_PROFILE)
     if not PROFILE_RE.match(profile):
@@ -52,7 +58,16 @@ def _params(ws: WebSocket) -> tuple[str, int | None, float | None]:
         raise Problem("validation-error",
                       "version must be an integer ≥ 1 and threshold a number in (0, 1]"
                       ) from None
-    return profile, version, threshold
+    posteriors = _BOOL.get(q.get("posteriors", "false").lower())
+    if posteriors is None:
+        raise Problem("validation-error", "posteriors must be true or false")
+    return profile, version, threshold, posteriors
+
+
+def _posteriors(det: Detector) -> str:
+    probs = det.last_posterior.tolist()
+    return json.dumps({"type": "posteriors", "time": round(det.seconds, 3), "probabilities": {
+        label: round(p, 4) for label, p in zip(det.labels, probs, strict=True)}})
 
 
 @router.websocket("/stream")
@@ -60,7 +75,7 @@ async def stream(ws: WebSocket) -> None:
     rt = runtime(ws)
     await ws.accept()
     try:
-        profile, version, threshold = _params(ws)
+        profile, version, threshold, posteriors = _params(ws)
         authorize(ws, profile, write=False)
         resolved = await rt.io(rt.resolve, profile, version)
     except Problem as p:
@@ -79,6 +94,7 @@ async def stream(ws: WebSocket) -> None:
             "labels": resolved.model.labels, "sample_rate": 16_000, "format": "s16le",
             "threshold": det.config.threshold}))
         limit = rt.settings.stream_max_message_bytes
+        next_posteriors = 0.0
         while True:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
@@ -88,6 +104,7 @@ async def stream(ws: WebSocket) -> None:
                 text = (msg.get("text") or "").strip()
                 if text in ("reset", '{"type": "reset"}', '{"type":"reset"}'):
                     det.reset()
+                    next_posteriors = 0.0
                     continue
                 await _fail(ws, Problem("unsupported-media-type",
                                         "send binary PCM messages (or the text 'reset')"))
@@ -99,6 +116,9 @@ async def stream(ws: WebSocket) -> None:
             for d in await rt.compute(det.feed, data):
                 rt.metrics.inc("tracekws_stream_detections_total")
                 await ws.send_text(json.dumps({"type": "detection", **d.to_dict()}))
+            if posteriors and det.frame and det.seconds >= next_posteriors:
+                next_posteriors = det.seconds + POSTERIOR_INTERVAL
+                await ws.send_text(_posteriors(det))
     except WebSocketDisconnect:
         pass
     finally:
