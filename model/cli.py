@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .pipeline import PRETRAINED
+from .rules import NAMES as RULES
 
 
 def _model(path: str | None):
@@ -78,6 +79,17 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .memory import bench_memory
 
         res = bench_memory(None, a.rule, a.seconds, model_path=a.model)
+    elif a.what == "rules":
+        from .bench_rules import bench_rules
+
+        res = bench_rules(_model(a.model), a.data, [r for r in a.rules.split(",") if r],
+                          a.max_speakers, a.seconds, a.model, a.epochs, a.val_percent,
+                          progress=not a.json)
+    elif a.what == "classes":
+        from .bench_rules import bench_classes
+
+        res = bench_classes([int(c) for c in a.classes.split(",")],
+                            [int(b) for b in a.batches.split(",")])
     else:  # pragma: no cover - argparse restricts choices
         raise SystemExit(f"unknown benchmark {a.what}")
     print(json.dumps(res) if a.json else json.dumps(res, indent=2))
@@ -98,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="pretrain on a folder in GSC layout")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True, help="model path (.safetensors; .json beside)")
-    t.add_argument("--rule", default="bptt", choices=["bptt", "tp"],
-                   help="bptt (default) or tp: Traces Propagation as in the paper")
+    t.add_argument("--rule", default="bptt",
+                   choices=[r for r in RULES if r != "readout"],
+                   help="bptt (default), tp (Traces Propagation as in the paper) or a local rule")
     t.add_argument("--epochs", type=int, default=45)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -129,13 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON")
-    b.add_argument("what", choices=["infer", "personalize", "memory", "service"])
+    b.add_argument("what", choices=["infer", "personalize", "memory", "service", "rules",
+                                    "classes"])
     b.add_argument("--model")
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=50)
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--data", default=str(Path("..") / "shared" / "data" / "speech_commands"))
-    b.add_argument("--rule", default="tp", choices=["tp", "readout", "bptt"])
+    b.add_argument("--rule", default="tp", choices=RULES)
+    b.add_argument("--rules", default="", help="rules: comma-separated subset (default: all)")
+    b.add_argument("--max-speakers", type=int, default=0, help="rules: first N speakers only")
+    b.add_argument("--classes", default="12,36,100,1000", help="classes: readout sizes")
+    b.add_argument("--batches", default="1,16", help="classes: batch sizes")
     b.add_argument("--shots", default="1")
     b.add_argument("--val-percent", type=int, default=None,
                    help="speaker split of the model (default: the one it was trained with)")

@@ -38,6 +38,8 @@ class Profile(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     store_audio: Mapped[bool] = mapped_column(Boolean, default=False)
+    # learning rule of this profile's /adapt calls (None: the service's TRACEKWS_ADAPT_RULE)
+    rule: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Version(Base):

@@ -82,11 +82,12 @@ class ProfileInfo:
     store_audio: bool
     active: int
     versions: int
+    rule: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {"name": self.name, "created_at": self.created_at.isoformat(),
                 "store_audio": self.store_audio, "active_version": self.active,
-                "versions": self.versions, "read_only": False}
+                "versions": self.versions, "rule": self.rule, "read_only": False}
 
 
 def _utc(t: datetime) -> datetime:
@@ -123,7 +124,7 @@ class Store:
                            .where(Alias.profile == p.name, Alias.name == ACTIVE)).scalar_one()
         n = s.execute(select(func.count()).select_from(Version)
                       .where(Version.profile == p.name)).scalar_one()
-        return ProfileInfo(p.name, _utc(p.created_at), p.store_audio, active, n)
+        return ProfileInfo(p.name, _utc(p.created_at), p.store_audio, active, n, p.rule)
 
     def list_profiles(self) -> list[ProfileInfo]:
         with session(self.engine) as s:
@@ -137,8 +138,8 @@ class Store:
                 raise UnknownProfile(name)
             return self._profile_info(s, p)
 
-    def _create(self, s, name: str, store_audio: bool) -> Profile:
-        p = Profile(name=name, store_audio=store_audio)
+    def _create(self, s, name: str, store_audio: bool, rule: str | None = None) -> Profile:
+        p = Profile(name=name, store_audio=store_audio, rule=rule)
         s.add(p)
         v = Version(profile=name, number=1, parent=None, rule="pretrained", label=None,
                     hyperparameters={}, clips=0, labels=self.base_labels, metrics={},
@@ -150,13 +151,14 @@ class Store:
         s.flush()
         return p
 
-    def create_profile(self, name: str, store_audio: bool = False) -> ProfileInfo:
+    def create_profile(self, name: str, store_audio: bool = False, rule: str | None = None
+                       ) -> ProfileInfo:
         """Create a profile whose version 1 is the shipped model."""
         try:
             with session(self.engine, write=True) as s:
                 if s.get(Profile, name) is not None:
                     raise ProfileExists(name)
-                return self._profile_info(s, self._create(s, name, store_audio))
+                return self._profile_info(s, self._create(s, name, store_audio, rule))
         except IntegrityError:  # created concurrently by another process
             raise ProfileExists(name) from None
 

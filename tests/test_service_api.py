@@ -28,7 +28,7 @@ def test_health_ready_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
-    assert r.json()["schema"] == "0001_initial"
+    assert r.json()["schema"] == "0002_profile_rule"
     assert "/adapt" in client.get("/openapi.json").json()["paths"]
 
 
@@ -117,6 +117,26 @@ def test_adapt_with_rule_and_hyperparameters(client):
     assert r.status_code == 201, r.text
     hp = client.get("/profiles/carol/versions").json()["versions"][-1]["hyperparameters"]
     assert hp["rule"] == "readout" and hp["lr_out"] == 1e-3 and hp["epochs"] == 2
+
+
+def test_profile_keeps_its_rule(client):
+    r = client.post("/profiles", json={"name": "frank", "rule": "tess"})
+    assert r.status_code == 201 and r.json()["rule"] == "tess"
+    assert _adapt(client, "frank", "yes").status_code == 201
+    assert _adapt(client, "frank", "no", rule="readout").status_code == 201  # a call may override
+    rules = [v["rule"] for v in client.get("/profiles/frank/versions").json()["versions"]]
+    assert rules == ["pretrained", "tess", "readout"]
+    assert client.get("/profiles/frank").json()["rule"] == "tess"
+    bad = client.post("/profiles", json={"name": "gina", "rule": "hebb"})
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    assert _adapt(client, "gina", "yes", rule="hebb").status_code == 422
+
+
+@pytest.mark.parametrize("rule", ["tess", "eprop", "etlp", "drtp", "decolle"])
+def test_adapt_with_every_local_rule(client, rule):
+    r = _adapt(client, f"rule-{rule}", "yes", rule=rule)
+    assert r.status_code == 201, r.text
+    assert r.json()["rule"] == rule
 
 
 def test_profiles_crud(client):

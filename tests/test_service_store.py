@@ -76,8 +76,8 @@ def test_migrations_are_idempotent_and_db_is_wal(make_client, service_settings, 
     _adapt(c, "dave", wav)
     make_client()  # a second start on the same database
     rt = c.app.state.runtime
-    assert db.current_revision(rt.engine) == "0001_initial"
-    assert db.migrate(rt.engine) == "0001_initial"
+    assert db.current_revision(rt.engine) == "0002_profile_rule"
+    assert db.migrate(rt.engine) == "0002_profile_rule"
     assert db.integrity_ok(rt.engine)
     with _db(service_settings()) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -122,3 +122,25 @@ def test_versions_are_immutable_blobs(client, service_settings, wav):
                             "WHERE profile='ivy' ORDER BY number").fetchall()
     assert [(r[0], r[1]) for r in rows] == [(v["version"], v["sha256"]) for v in vs]
     assert all(r[2] == r[3] for r in rows)
+
+
+def test_a_database_of_the_first_schema_is_upgraded_in_place(make_client, service_settings,
+                                                             wav):
+    c = make_client()
+    _adapt(c, "hana", wav)
+    rt = c.app.state.runtime
+    from alembic import command
+
+    cfg = db.alembic_config(str(rt.engine.url))
+    with rt.engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001_initial")
+        conn.commit()
+    with _db(service_settings()) as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(profiles)")]
+        assert "rule" not in cols
+    c2 = make_client()  # starting the service migrates the old database
+    assert db.current_revision(c2.app.state.runtime.engine) == "0002_profile_rule"
+    versions = c2.get("/profiles/hana/versions").json()["versions"]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert c2.get("/profiles/hana").json()["rule"] is None

@@ -150,7 +150,7 @@ def register(name: str):
 
 
 def make_rule(name: str, net: SNN, **hp) -> Rule:
-    from . import bptt, decolle, drtp, eprop, etlp, readout, tess, tp  # noqa: F401
+    from . import NAMES  # noqa: F401  (importing the package registers every rule)
 
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; choose from {sorted(RULES)}")

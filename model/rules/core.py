@@ -22,6 +22,39 @@ def lif_forward(current: torch.Tensor, st: PathState, p: LIFParams):
     return s, v_tilde, PathState(LIFState(v_tilde - p.v_th * s, s), eps)
 
 
+class PreTraces(NamedTuple):
+    """Presynaptic traces of one layer: of its input x and of its recurrent input s⁻."""
+
+    x: torch.Tensor
+    s: torch.Tensor
+
+
+def pre_trace_step(x: torch.Tensor, s_prev: torch.Tensor, tr: PreTraces, decay: float
+                   ) -> PreTraces:
+    """tr = decay·tr + (x, s⁻), the current presynaptic input included.
+
+    With ``decay`` = α this is ∂v~/∂W of the LIF step (reset and recurrent spikes held
+    fixed): the e-prop eligibility vector ε of a LIF neuron and DECOLLE's trace P.
+    """
+    return PreTraces(trace_step(x, tr.x, decay), trace_step(s_prev, tr.s, decay))
+
+
+def three_factor(delta: torch.Tensor, pre_x: torch.Tensor, pre_s: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch-summed outer products δᵀ pre: the (∂W_in, ∂W_rec) of a three-factor rule whose
+    postsynaptic factor δ (B, H) already holds learning signal ⊙ surrogate (and 1/B)."""
+    return delta.T @ pre_x, delta.T @ pre_s
+
+
+def ce_signal(logits: torch.Tensor, target: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
+    """∂/∂a of mean_b CE(softmax(logits_b), target_b) for logits = a projᵀ: (softmax − c*) proj / B.
+
+    The learning signal of every rule with a (fixed or trained) linear readout of the hidden
+    layer: e-prop (proj = W_out or random B), TESS (square waves), DECOLLE (random G).
+    """
+    return (torch.softmax(logits, dim=1) - target) @ proj / logits.shape[0]
+
+
 def readout_grad(m: torch.Tensor, target: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Delta rule (softmax(m) − c*) ⊗ ε, averaged over the batch."""
     return (torch.softmax(m, dim=1) - target).T @ eps / m.shape[0]

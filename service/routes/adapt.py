@@ -26,7 +26,7 @@ from model.stream_decode import StreamDecoder
 from ..auth import authorize
 from ..problems import Problem
 from ..runtime import Runtime, runtime
-from ..settings import DEFAULT_PROFILE, check_hyperparameters
+from ..settings import DEFAULT_PROFILE, RULES, check_hyperparameters
 from ..store import UnknownProfile, sha256
 from ..upload import audio_chunks, check_headers
 from ..validation import ProfileQuery, validate_label
@@ -98,7 +98,8 @@ async def adapt(
     request: Request,
     profile: ProfileQuery,
     label: str = Query(..., max_length=1024, description="the word spoken (new words enrol)"),
-    rule: Literal["tp", "readout", "bptt"] | None = Query(None),
+    rule: Literal[RULES] | None = Query(
+        None, description="learning rule (default: the profile's, else the service's)"),
     epochs: int | None = Query(None, ge=1, le=20),
     lr: float | None = Query(None, gt=0, le=0.1),
     lr_out: float | None = Query(None, gt=0, le=0.1),
@@ -115,6 +116,11 @@ async def adapt(
         raise Problem("read-only-profile")
     authorize(request, profile, write=True)
     check_headers(request, s.max_upload_bytes)  # 415 / 413 before anything else
+    if rule is None:  # the profile's own rule, if it has one (a profile's rule never changes)
+        try:
+            rule = (await rt.io(rt.store.get_profile, profile)).rule
+        except UnknownProfile:
+            pass
     rule, hp = _hyperparameters(rt, rule, {
         "epochs": epochs, "lr": lr, "lr_out": lr_out, "optimizer": optimizer,
         "update_every": update_every, "contrast": contrast, "readout": readout})

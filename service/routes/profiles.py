@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..auth import authorize, visible
 from ..problems import Problem
 from ..runtime import Runtime, runtime
-from ..settings import DEFAULT_PROFILE
+from ..settings import DEFAULT_PROFILE, RULES
 from ..validation import PROFILE_PATTERN, ProfilePath
 
 router = APIRouter(tags=["profiles"])
@@ -22,11 +23,14 @@ class NewProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=PROFILE_PATTERN, description="1-64 of [A-Za-z0-9._-]")
     store_audio: bool = Field(False, description="keep the raw audio of each /adapt upload")
+    rule: Literal[RULES] | None = Field(
+        None, description="learning rule of this profile's /adapt calls (default: the service's)")
 
 
 def default_profile(rt: Runtime) -> dict:
     return {"name": DEFAULT_PROFILE, "created_at": rt.base_info.created_at.isoformat(),
-            "store_audio": False, "active_version": 1, "versions": 1, "read_only": True}
+            "store_audio": False, "active_version": 1, "versions": 1, "rule": None,
+            "read_only": True}
 
 
 @router.get("/profiles", summary="List profiles")
@@ -68,7 +72,7 @@ async def create_profile(request: Request) -> JSONResponse:
     authorize(request, body.name, write=True)
     if body.name == DEFAULT_PROFILE:
         raise Problem("profile-exists", "'default' is the built-in profile")
-    info = await rt.io(rt.store.create_profile, body.name, body.store_audio)
+    info = await rt.io(rt.store.create_profile, body.name, body.store_audio, body.rule)
     return JSONResponse(info.public(), status_code=201,
                         headers={"Location": f"/profiles/{body.name}"})
 
