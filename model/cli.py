@@ -85,6 +85,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         res = bench_rules(_model(a.model), a.data, [r for r in a.rules.split(",") if r],
                           a.max_speakers, a.seconds, a.model, a.epochs, a.val_percent,
                           progress=not a.json)
+    elif a.what == "macs":
+        from .macs import bench_macs
+
+        res = bench_macs(_model(a.model))
     elif a.what == "classes":
         from .bench_rules import bench_classes
 
@@ -96,9 +100,21 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
+    # After its graceful shutdown uvicorn re-raises SIGTERM under the handler it found. With
+    # the default handler, a container's PID 1 ignores it (fine natively), but under qemu-user
+    # (an arm64 image on x86-64) the emulated default action waits forever for a signal the
+    # kernel drops for PID 1, and `docker stop` ends in SIGKILL (measured by
+    # deploy/verify-arm64.sh). A handler that exits makes the stop clean everywhere.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run("service.main:create_app", factory=True, host=a.host, port=a.port, workers=1)
     return 0
 
@@ -143,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks that print JSON")
     b.add_argument("what", choices=["infer", "personalize", "memory", "service", "rules",
-                                    "classes"])
+                                    "classes", "macs"])
     b.add_argument("--model")
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=50)
