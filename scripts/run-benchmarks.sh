@@ -16,6 +16,10 @@ for rule in tp readout bptt; do
     run "personalize-$rule-$shots" bench personalize --data "$data" --rule "$rule" --shots "$shots" --json
   done
 done
+run rules bench rules --data "$data" --json   # every rule: 1-shot, all-shot, memory, time
+run classes bench classes --json
+run classes-batch bench classes --classes 12,1000 --batches 8,32,64 --json
+run macs bench macs --json
 run memory-tp bench memory --rule tp --seconds 1 30 --json
 run memory-bptt bench memory --rule bptt --seconds 1 30 --json
 run service bench service --json

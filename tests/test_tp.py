@@ -121,3 +121,32 @@ def test_adaptation_state_is_the_same_size_after_100_and_3000_frames():
         sizes[n] = rule.state_bytes()
     assert sizes[300] > 2 * sizes[100]
     del net
+
+
+def test_label_path_cache_is_bounded_and_changes_nothing(monkeypatch):
+    """The all-classes label paths are cached up to LABEL_CACHE_BYTES; recomputing them gives
+    the same update, and at many classes the cache stays within its budget."""
+    from model.rules import tp
+
+    def run(n_classes: int, budget: int):
+        monkeypatch.setattr(tp, "LABEL_CACHE_BYTES", budget)
+        torch.manual_seed(0)
+        net = SNN(40, 32, n_classes)
+        rule = make(KWSModel(ModelConfig(n_hidden=32), net=net), "tp", lr=1e-3)
+        x = (torch.rand(2, 150, 40, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+        for i in range(2):  # the second utterance reads the cache
+            rule.begin(torch.tensor([3]))
+            for t in range(x.shape[1]):
+                rule.step(x[i : i + 1, t])
+            rule.end()
+        return net.w_in.detach().clone(), rule
+
+    w_cached, r_cached = run(12, 8 * 2**20)
+    w_plain, r_plain = run(12, 0)
+    assert len(r_cached._cache) == tp.LABEL_CACHE_FRAMES and not r_plain._cache
+    torch.testing.assert_close(w_cached, w_plain, rtol=1e-5, atol=1e-7)
+    budget = 2**20
+    _, big = run(100, budget)  # 118 kB a frame: 8 of 100 frames fit
+    cache_bytes = sum(t.numel() * t.element_size() for st, tr, y in big._cache
+                      for t in (*st.lif, st.eps, tr, y))
+    assert 0 < cache_bytes <= budget

@@ -35,6 +35,10 @@ from .core import PathState, ReadoutLearner, lif_forward, readout_grad  # noqa: 
 
 LABEL_SEED = 20240917  # fixed random label projection; the same for every profile
 LABEL_CACHE_FRAMES = 100  # label-path traces kept per rule (they do not depend on the audio)
+# ... and at most this many bytes of them: a frame of C label paths costs 4·(3CH + 2C²) bytes,
+# 66 kB at 12 classes (all 100 frames cached) but 13 MB at 1000 (`tracekws bench classes`
+# measured 1.3 GB of cache there before this bound); beyond it the paths are recomputed.
+LABEL_CACHE_BYTES = 8 * 2**20
 
 
 class LayerGrads(NamedTuple):
@@ -197,19 +201,22 @@ class TracesPropagation(Rule):
     def _label_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance the label paths one frame; returns (ε̃, targets y for this batch)."""
         t, self.t = self.t, self.t + 1
-        cached = self._cache_c is not None
-        if cached and t < len(self._cache):
+        cacheable = self._cache_c is not None
+        if cacheable and t < len(self._cache):
             self.lab, self.lab_in_trace, y_all = self._cache[t]
-        else:
-            p = self.net.params
-            lab_cur = self.lab_drive + self.lab.lif.s @ self.R.T
-            _, _, self.lab = lif_forward(lab_cur, self.lab, p)
-            self.lab_in_trace = trace_step(self.lab_in, self.lab_in_trace, p.beta)
-            # classes: targets of every class against every class, indexed per sample below
+            return self.lab.eps, y_all[self.own]
+        p = self.net.params
+        lab_cur = self.lab_drive + self.lab.lif.s @ self.R.T
+        _, _, self.lab = lif_forward(lab_cur, self.lab, p)
+        self.lab_in_trace = trace_step(self.lab_in, self.lab_in_trace, p.beta)
+        c, h = self.lab.eps.shape
+        if (cacheable and t == len(self._cache) and t < LABEL_CACHE_FRAMES
+                and (t + 1) * 4 * (3 * c * h + 2 * c * c) <= LABEL_CACHE_BYTES):
+            # targets of every class against every class, indexed per sample
             y_all = contrast_targets(self.lab_in_trace, self.y_rows)
-            if cached and t == len(self._cache) and t < LABEL_CACHE_FRAMES:
-                self._cache.append((self.lab, self.lab_in_trace, y_all))
-        return self.lab.eps, y_all[self.own] if cached else y_all
+            self._cache.append((self.lab, self.lab_in_trace, y_all))
+            return self.lab.eps, y_all[self.own]
+        return self.lab.eps, contrast_targets(self.lab_in_trace, self.own)
 
     def state_tensors(self) -> list[torch.Tensor]:
         per_frame = [*self.data.lif, self.data.eps, *self.lab.lif, self.lab.eps,
