@@ -85,6 +85,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
         res = bench_rules(_model(a.model), a.data, [r for r in a.rules.split(",") if r],
                           a.max_speakers, a.seconds, a.model, a.epochs, a.val_percent,
                           progress=not a.json)
+    elif a.what == "enrol":
+        from .enrol import bench_enrol
+
+        res = bench_enrol(_model(a.model), a.data, int(a.shots), [w for w in a.words.split(",")
+                                                                  if w], a.rule, a.val_percent,
+                          a.epochs, progress=not a.json)
     elif a.what == "macs":
         from .macs import bench_macs
 
@@ -159,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks that print JSON")
     b.add_argument("what", choices=["infer", "personalize", "memory", "service", "rules",
-                                    "classes", "macs"])
+                                    "classes", "macs", "enrol"])
     b.add_argument("--model")
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=50)
@@ -169,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rules", default="", help="rules: comma-separated subset (default: all)")
     b.add_argument("--max-speakers", type=int, default=0, help="rules: first N speakers only")
     b.add_argument("--classes", default="12,36,100,1000", help="classes: readout sizes")
+    b.add_argument("--words", default="", help="enrol: comma-separated words (default: digits)")
     b.add_argument("--batches", default="1,16", help="classes: batch sizes")
     b.add_argument("--shots", default="1")
     b.add_argument("--val-percent", type=int, default=None,

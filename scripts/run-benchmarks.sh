@@ -20,6 +20,7 @@ run rules bench rules --data "$data" --json   # every rule: 1-shot, all-shot, me
 run classes bench classes --json
 run classes-batch bench classes --classes 12,1000 --batches 8,32,64 --json
 run macs bench macs --json
+for k in 1 3 5; do run "enrol-$k" bench enrol --data "$data" --shots "$k" --json; done
 run memory-tp bench memory --rule tp --seconds 1 30 --json
 run memory-bptt bench memory --rule bptt --seconds 1 30 --json
 run service bench service --json
