@@ -108,6 +108,20 @@ class Rule(ABC):
         g = readout_grad(e @ self.net.w_out.T, torch.nn.functional.one_hot(y, c).float(), e)
         return g / (e.pow(2).sum(1).mean() + 1.0) if normalise else g
 
+    def finish(self, hidden: dict[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """End of an utterance for rules with a :class:`core.ReadoutLearner` (``self.readout``):
+        apply what is pending, then the readout's end-of-utterance update (with the replay
+        rehearsal) together with ``hidden``, the rule's own end-of-utterance updates."""
+        d_out = self.readout.final()
+        if hidden or d_out is not None:
+            self.flush()
+            upd = dict(hidden or {})
+            if d_out is not None:
+                replay = self.replay_update(self.config.readout_norm)
+                upd[self.net.w_out] = d_out if replay is None else d_out + replay
+            self.accumulate(upd)
+        self.flush()
+
     def _base_lrs(self) -> list[float]:
         n = len(self.opt.param_groups)
         return [self.config.lr, self.config.lr_out][-n:]

@@ -46,6 +46,36 @@ def three_factor(delta: torch.Tensor, pre_x: torch.Tensor, pre_s: torch.Tensor
     return delta.T @ pre_x, delta.T @ pre_s
 
 
+class FactorBuffer:
+    """The three-factor updates of the frames between two optimiser steps, kept as factors.
+
+    A frame's update δᵀ pre is an outer product; keeping (δ, pre_x, pre_s) — B·(2H+I) floats
+    a frame — and summing the frames as one matrix product per weight when the step is due
+    gives the same sum for a fraction of the cost, with no per-synapse accumulator between
+    frames (TP and the comparators of ``local.py`` share it).
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def add(self, delta: torch.Tensor, pre_x: torch.Tensor, pre_s: torch.Tensor) -> None:
+        self.items.append((delta, pre_x, pre_s))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def drain(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(∂W_in, ∂W_rec) summed over the buffered frames, or None; empties the buffer."""
+        if not self.items:
+            return None
+        d, px, ps = (torch.cat(t) for t in zip(*self.items, strict=True))
+        self.items = []
+        return three_factor(d, px, ps)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for item in self.items for t in item]
+
+
 def ce_signal(logits: torch.Tensor, target: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
     """∂/∂a of mean_b CE(softmax(logits_b), target_b) for logits = a projᵀ: (softmax − c*) proj / B.
 

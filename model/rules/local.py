@@ -28,7 +28,7 @@ import torch
 
 from ..neurons import LIFState, surrogate
 from .base import Rule, RuleConfig
-from .core import PathState, ReadoutLearner, lif_forward, three_factor
+from .core import FactorBuffer, PathState, ReadoutLearner, lif_forward
 
 FEEDBACK_SEED = 20250301  # fixed random projections; row k depends only on (seed, k)
 
@@ -125,7 +125,7 @@ class LocalRule(Rule):
         self.data = PathState(LIFState(z, z.clone()), z.clone())
         self.readout.begin(b, h, c, self.onehot)
         self.t = 0  # frame of the utterance
-        self._factors: list[Factors] = []
+        self._factors = FactorBuffer()
         self.reset(b, h, n_in, c)
 
     @torch.no_grad()
@@ -139,21 +139,13 @@ class LocalRule(Rule):
         d_hidden = self.hidden_update(x, s_prev, s, psi)
         self.t += 1
         if isinstance(d_hidden, Factors):
-            self._factors.append(d_hidden)
+            self._factors.add(*d_hidden)
             d_hidden = None
         if self.pending + 1 >= self.config.update_every:  # this frame's accumulate steps
-            d_hidden = self._add(d_hidden, self._drain())
+            d_hidden = self._add(d_hidden, self._factors.drain())
         upd = {} if d_hidden is None else {net.w_in: d_hidden[0], net.w_rec: d_hidden[1]}
         self.accumulate(upd if d_out is None else upd | {net.w_out: d_out})
         return self.readout.m
-
-    def _drain(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The summed update of the buffered factors (one matrix product per weight)."""
-        if not self._factors:
-            return None
-        d, px, ps = (torch.cat(t) for t in zip(*self._factors, strict=True))
-        self._factors = []
-        return three_factor(d, px, ps)
 
     @staticmethod
     def _add(a, b):
@@ -163,19 +155,10 @@ class LocalRule(Rule):
 
     @torch.no_grad()
     def end(self) -> None:
-        net = self.net
-        d_hidden = self._add(self._drain(), self.final_update())
-        d_out = self.readout.final()
-        if d_hidden is not None or d_out is not None:
-            self.flush()
-            upd = {} if d_hidden is None else {net.w_in: d_hidden[0], net.w_rec: d_hidden[1]}
-            if d_out is not None:
-                replay = self.replay_update(self.config.readout_norm)
-                upd[net.w_out] = d_out if replay is None else d_out + replay
-            self.accumulate(upd)
-        self.flush()
+        d = self._add(self._factors.drain(), self.final_update())
+        self.finish(None if d is None else {self.net.w_in: d[0], self.net.w_rec: d[1]})
 
     def state_tensors(self) -> list[torch.Tensor]:
-        buffered = [t for f in getattr(self, "_factors", []) for t in f]
+        buffered = self._factors.tensors() if hasattr(self, "_factors") else []
         return [*self.data.lif, self.data.eps, *self.readout.tensors(), *self.rule_tensors(),
                 *buffered, *self.fixed_tensors(), *self.optimiser_tensors()]

@@ -53,12 +53,7 @@ class ReadoutDelta(Rule):
         return self.readout.m
 
     def end(self) -> None:
-        d_out = self.readout.final()
-        if d_out is not None:
-            self.flush()
-            replay = self.replay_update(self.config.readout_norm)
-            self.accumulate({self.net.w_out: d_out if replay is None else d_out + replay})
-        self.flush()
+        self.finish()
 
     def state_tensors(self) -> list[torch.Tensor]:
         return [*self.data.lif, self.data.eps, *self.readout.tensors(), *self.optimiser_tensors()]

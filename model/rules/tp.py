@@ -31,7 +31,7 @@ import torch
 
 from ..neurons import LIFParams, LIFState, surrogate, trace_step
 from .base import Rule, RuleConfig, register
-from .core import PathState, ReadoutLearner, lif_forward, readout_grad  # noqa: F401
+from .core import FactorBuffer, PathState, ReadoutLearner, lif_forward, readout_grad  # noqa: F401
 
 LABEL_SEED = 20240917  # fixed random label projection; the same for every profile
 LABEL_CACHE_FRAMES = 100  # label-path traces kept per rule (they do not depend on the audio)
@@ -151,7 +151,7 @@ class TracesPropagation(Rule):
         self.lab_drive = self.lab_in @ self.S.T  # constant input current of the label paths
         classes = self.config.contrast == "classes"
         self.y_rows = torch.arange(len(self.lab_in)) if classes else self.own
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._pending = FactorBuffer()
         self.t = 0
         if self.config.contrast != "classes" or getattr(self, "_cache_c", None) != c:
             # In the all-classes contrast the label paths are a fixed function of time
@@ -172,7 +172,7 @@ class TracesPropagation(Rule):
         delta, _, self.last_loss = layer_delta(v_tilde, self.data.eps, eps_lab, y, p)
         # the outer products δᵀx, δᵀs⁻ of the frames between two optimiser steps are summed
         # as one matrix product when the step is due (same sum, a fraction of the cost)
-        self._pending.append((delta, x, s_prev))
+        self._pending.add(delta, x, s_prev)
         d_out = self.readout.step(s, self.data.eps, net.w_out)
         if d_out is not None:
             net.w_out.grad = d_out if net.w_out.grad is None else net.w_out.grad.add_(d_out)
@@ -182,21 +182,14 @@ class TracesPropagation(Rule):
 
     def _drain(self) -> None:
         """Turn the buffered factors into the summed three-factor update."""
-        if not self._pending:
-            return
-        d, x, sp = (torch.cat(t) for t in zip(*self._pending, strict=True))
-        n, self._pending = len(self._pending), []
-        net = self.net
-        self.accumulate({net.w_in: d.T @ x, net.w_rec: d.T @ sp}, frames=n)
+        n = len(self._pending)
+        d = self._pending.drain()
+        if d is not None:
+            self.accumulate({self.net.w_in: d[0], self.net.w_rec: d[1]}, frames=n)
 
     def end(self) -> None:
         self._drain()
-        d_out = self.readout.final()
-        if d_out is not None:
-            self.flush()
-            replay = self.replay_update(self.config.readout_norm)
-            self.accumulate({self.net.w_out: d_out if replay is None else d_out + replay})
-        self.flush()
+        self.finish()
 
     def _label_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance the label paths one frame; returns (ε̃, targets y for this batch)."""
@@ -222,5 +215,5 @@ class TracesPropagation(Rule):
         per_frame = [*self.data.lif, self.data.eps, *self.lab.lif, self.lab.eps,
                      self.lab_in_trace, *self.readout.tensors()]
         cache = [t for st, tr, y in getattr(self, "_cache", []) for t in (*st.lif, st.eps, tr, y)]
-        cache += [t for f in getattr(self, "_pending", []) for t in f]
+        cache += self._pending.tensors() if hasattr(self, "_pending") else []
         return per_frame + cache + self.optimiser_tensors() + [self.S, self.R]
