@@ -95,12 +95,6 @@ def bench_rules(
 
 
 # ---- class scaling -------------------------------------------------------------------------
-def _fixed(rule) -> list[torch.Tensor]:
-    if hasattr(rule, "fixed_tensors"):
-        return rule.fixed_tensors()
-    return [getattr(rule, a) for a in ("S", "R") if hasattr(rule, a)]  # TP's label projection
-
-
 def state_breakdown(rule) -> dict[str, int]:
     """Bytes of the rule's kept state: per-sample, fixed matrices, optimiser, total."""
 
@@ -108,7 +102,7 @@ def state_breakdown(rule) -> dict[str, int]:
         return sum(t.numel() * t.element_size() for t in ts)
 
     state = {id(t): t for t in rule.state_tensors()}
-    fixed = {id(t) for t in _fixed(rule)} & state.keys()
+    fixed = {id(t) for t in rule.fixed_tensors()} & state.keys()
     opt = {id(t) for t in rule.optimiser_tensors()} & state.keys()
     dynamic = state.keys() - fixed - opt
     return {"dynamic": size(state[i] for i in dynamic), "fixed": size(state[i] for i in fixed),

@@ -108,6 +108,23 @@ class Rule(ABC):
         g = readout_grad(e @ self.net.w_out.T, torch.nn.functional.one_hot(y, c).float(), e)
         return g / (e.pow(2).sum(1).mean() + 1.0) if normalise else g
 
+    def data_step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance the data path (``self.data``, a :class:`core.PathState`) one frame on input
+        x (B, n_in); returns (s⁻, s, v~): the recurrent input, the new spikes, the membrane."""
+        from .core import lif_forward
+
+        net = self.net
+        self.frames += 1
+        s_prev = self.data.lif.s
+        s, v_tilde, self.data = lif_forward(x @ net.w_in.T + s_prev @ net.w_rec.T, self.data,
+                                            net.params)
+        return s_prev, s, v_tilde
+
+    def fixed_tensors(self) -> list[torch.Tensor]:
+        """Fixed matrices among :meth:`state_tensors` (random feedback, label projections):
+        regenerable from a seed, so a device could hold them in ROM or recompute them."""
+        return []
+
     def finish(self, hidden: dict[torch.Tensor, torch.Tensor] | None = None) -> None:
         """End of an utterance for rules with a :class:`core.ReadoutLearner` (``self.readout``):
         apply what is pending, then the readout's end-of-utterance update (with the replay

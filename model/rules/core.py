@@ -6,12 +6,17 @@ from typing import NamedTuple
 
 import torch
 
-from ..neurons import LIFParams, LIFState, trace_step
+from ..neurons import LIFParams, LIFState, lif_init, trace_step
 
 
 class PathState(NamedTuple):
     lif: LIFState
     eps: torch.Tensor  # per-neuron trace
+
+
+def zero_path(b: int, n: int) -> PathState:
+    """Rest state of a path of ``b`` samples through ``n`` neurons (membrane, spikes, trace)."""
+    return PathState(lif_init(b, n, torch.get_default_dtype()), torch.zeros(b, n))
 
 
 def lif_forward(current: torch.Tensor, st: PathState, p: LIFParams):

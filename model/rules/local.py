@@ -1,6 +1,6 @@
 """Scaffolding shared by the three-factor comparators: TESS, e-prop, ETLP, DRTP, DECOLLE.
 
-All of them run the same no-autograd forward step (:func:`core.lif_forward`), train the
+All of them run the same no-autograd forward step (:meth:`Rule.data_step`), train the
 readout by the same delta rule (:class:`core.ReadoutLearner`, as TP and ``readout`` do) and
 change W_in (H×I) and W_rec (H×H) by a three-factor product
 
@@ -26,9 +26,9 @@ from typing import NamedTuple
 
 import torch
 
-from ..neurons import LIFState, surrogate
+from ..neurons import surrogate
 from .base import Rule, RuleConfig
-from .core import FactorBuffer, PathState, ReadoutLearner, lif_forward
+from .core import FactorBuffer, ReadoutLearner, zero_path
 
 FEEDBACK_SEED = 20250301  # fixed random projections; row k depends only on (seed, k)
 
@@ -93,9 +93,7 @@ class LocalRule(Rule):
         return []
 
     def fixed_tensors(self) -> list[torch.Tensor]:
-        """Fixed matrices the rule keeps (random feedback, local readouts): regenerable from
-        a seed, so a device could hold them in ROM or recompute them, but kept here."""
-        return list(self._proj.values())
+        return list(self._proj.values())  # random feedback, local readouts
 
     def projection(self, kind: str, seed: int) -> torch.Tensor:
         """The rule's fixed (C × H) projection: ``random`` (seeded, see
@@ -121,8 +119,7 @@ class LocalRule(Rule):
         self.labels = labels.long()
         b = len(labels)
         self.onehot = torch.nn.functional.one_hot(self.labels, c).to(torch.get_default_dtype())
-        z = torch.zeros(b, h)
-        self.data = PathState(LIFState(z, z.clone()), z.clone())
+        self.data = zero_path(b, h)
         self.readout.begin(b, h, c, self.onehot)
         self.t = 0  # frame of the utterance
         self._factors = FactorBuffer()
@@ -131,9 +128,7 @@ class LocalRule(Rule):
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
         net, p = self.net, self.net.params
-        self.frames += 1
-        s_prev = self.data.lif.s
-        s, v_tilde, self.data = lif_forward(x @ net.w_in.T + s_prev @ net.w_rec.T, self.data, p)
+        s_prev, s, v_tilde = self.data_step(x)
         psi = surrogate(v_tilde - p.v_th, p.k)
         d_out = self.readout.step(s, self.data.eps, net.w_out)  # readout m advanced first
         d_hidden = self.hidden_update(x, s_prev, s, psi)

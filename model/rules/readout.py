@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..neurons import LIFState
 from .base import Rule, RuleConfig, register
-from .core import PathState, ReadoutLearner, lif_forward
+from .core import ReadoutLearner, zero_path
 
 
 @dataclass
@@ -37,16 +36,13 @@ class ReadoutDelta(Rule):
             self.make_optimiser([], [self.net.w_out])
         b = len(labels)
         self.labels = labels.long()
-        z = torch.zeros(b, h)
-        self.data = PathState(LIFState(z, z.clone()), z.clone())
+        self.data = zero_path(b, h)
         self.readout.begin(b, h, c, torch.nn.functional.one_hot(self.labels, c).float())
 
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
-        net, p = self.net, self.net.params
-        self.frames += 1
-        cur = x @ net.w_in.T + self.data.lif.s @ net.w_rec.T
-        s, _, self.data = lif_forward(cur, self.data, p)
+        net = self.net
+        _, s, _ = self.data_step(x)
         d_out = self.readout.step(s, self.data.eps, net.w_out)
         if d_out is not None:
             self.accumulate({net.w_out: d_out})

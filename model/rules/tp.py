@@ -29,9 +29,9 @@ from typing import NamedTuple
 
 import torch
 
-from ..neurons import LIFParams, LIFState, surrogate, trace_step
+from ..neurons import LIFParams, surrogate, trace_step
 from .base import Rule, RuleConfig, register
-from .core import FactorBuffer, PathState, ReadoutLearner, lif_forward, readout_grad  # noqa: F401
+from .core import FactorBuffer, ReadoutLearner, lif_forward, zero_path
 
 LABEL_SEED = 20240917  # fixed random label projection; the same for every profile
 LABEL_CACHE_FRAMES = 100  # label-path traces kept per rule (they do not depend on the audio)
@@ -130,10 +130,6 @@ class TracesPropagation(Rule):
         _, h, c = self.net.sizes
         self.S, self.R = label_projection(h, c)
 
-    def _zero(self, b: int, n: int) -> PathState:
-        z = torch.zeros(b, n)
-        return PathState(LIFState(z, z.clone()), z.clone())
-
     def begin(self, labels: torch.Tensor) -> None:
         _, h, c = self.net.sizes
         if self.S.shape[1] != c:  # the readout grew (a new keyword)
@@ -145,8 +141,8 @@ class TracesPropagation(Rule):
         # label paths: one per known class ("classes") or one per sample ("batch")
         self.lab_in = torch.eye(c) if self.config.contrast == "classes" else self.onehot
         self.own = self.labels if self.config.contrast == "classes" else torch.arange(b)
-        self.data = self._zero(b, h)
-        self.lab = self._zero(self.lab_in.shape[0], h)
+        self.data = zero_path(b, h)
+        self.lab = zero_path(self.lab_in.shape[0], h)
         self.lab_in_trace = torch.zeros_like(self.lab_in)
         self.lab_drive = self.lab_in @ self.S.T  # constant input current of the label paths
         classes = self.config.contrast == "classes"
@@ -164,9 +160,7 @@ class TracesPropagation(Rule):
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
         net, p = self.net, self.net.params
-        self.frames += 1
-        s_prev = self.data.lif.s
-        s, v_tilde, self.data = lif_forward(x @ net.w_in.T + s_prev @ net.w_rec.T, self.data, p)
+        s_prev, s, v_tilde = self.data_step(x)
         eps_lab, y = self._label_step()
         # layer 1: the label path runs through fixed S, R̃, so only the data path has terms
         delta, _, self.last_loss = layer_delta(v_tilde, self.data.eps, eps_lab, y, p)
@@ -216,4 +210,7 @@ class TracesPropagation(Rule):
                      self.lab_in_trace, *self.readout.tensors()]
         cache = [t for st, tr, y in getattr(self, "_cache", []) for t in (*st.lif, st.eps, tr, y)]
         cache += self._pending.tensors() if hasattr(self, "_pending") else []
-        return per_frame + cache + self.optimiser_tensors() + [self.S, self.R]
+        return per_frame + cache + self.optimiser_tensors() + self.fixed_tensors()
+
+    def fixed_tensors(self) -> list[torch.Tensor]:
+        return [self.S, self.R]  # the label projection and the label paths' recurrence
