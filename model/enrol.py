@@ -20,22 +20,11 @@ import torch
 from tqdm import tqdm
 
 from .adapt import DEFAULT_EPOCHS, adapt_inputs
-from .data import Clip, load_waves, scan, split
-from .evaluate import class_index
+from .data import scan, split
+from .personalize import encode_clips, predict_inputs
 from .pipeline import KWSModel
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def _encode(model: KWSModel, clips: list[Clip]) -> torch.Tensor:
-    waves = load_waves(clips, progress=False)
-    return torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
-
-
-@torch.no_grad()
-def _predict(model: KWSModel, x: torch.Tensor) -> torch.Tensor:
-    model.net.eval()
-    return torch.cat([model.net(x[i : i + 256])[0].argmax(1) for i in range(0, len(x), 256)])
 
 
 def bench_enrol(
@@ -61,8 +50,7 @@ def bench_enrol(
         raise ValueError(f"no clips of {missing} under {data}")
     held_out = split(clips, "val", val_percent)
     t0 = time.time()
-    x_held = _encode(model, held_out)
-    y_held = torch.tensor([class_index(c, model.labels) for c in held_out])
+    x_held, y_held = encode_clips(model, held_out)
     rows = []
     for word in tqdm(words, desc=f"enrol {rule} {shots}-shot", disable=not progress):
         mine = sorted((c for c in clips if c.word == word), key=lambda c: (c.speaker, c.utt))
@@ -74,11 +62,11 @@ def bench_enrol(
         keep = torch.tensor([c.word != word for c in held_out])
         xo, yo = x_held[keep], y_held[keep]
         m = model.clone()
-        before = float((_predict(m, xo) == yo).float().mean())
+        before = float((predict_inputs(m, xo) == yo).float().mean())
         new = m.add_label(word)
-        xs = _encode(m, support)
+        xs, _ = encode_clips(m, support)
         adapt_inputs(m, xs, torch.full((len(support),), new), rule=rule, epochs=epochs, **hp)
-        pq, po = _predict(m, _encode(m, query)), _predict(m, xo)
+        pq, po = predict_inputs(m, encode_clips(m, query)[0]), predict_inputs(m, xo)
         rows.append({
             "word": word, "n_support": len(support), "n_query": len(query),
             "n_others": len(yo), "detection": float((pq == new).float().mean()),

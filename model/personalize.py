@@ -43,11 +43,22 @@ def eligible_speakers(clips: list[Clip], min_clips: int = 20) -> list[str]:
     return sorted(s for s, n in count.items() if n >= min_clips)
 
 
+def encode_clips(model: KWSModel, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs (N, T, n_in) of whole clips and their class indices, in chunks of 256."""
+    waves = load_waves(clips, progress=False)
+    x = torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
+    return x, torch.tensor([class_index(c, model.labels) for c in clips])
+
+
 @torch.no_grad()
-def _acc(model: KWSModel, x: torch.Tensor, y: torch.Tensor) -> float:
+def predict_inputs(model: KWSModel, x: torch.Tensor) -> torch.Tensor:
+    """Predicted class index of each encoded clip."""
     model.net.eval()
-    pred = torch.cat([model.net(x[i : i + 256])[0].argmax(1) for i in range(0, len(x), 256)])
-    return float((pred == y).float().mean())
+    return torch.cat([model.net(x[i : i + 256])[0].argmax(1) for i in range(0, len(x), 256)])
+
+
+def _acc(model: KWSModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict_inputs(model, x) == y).float().mean())
 
 
 def bench_personalize(
@@ -66,13 +77,6 @@ def bench_personalize(
         val_percent = int(model.config.meta.get("training", {}).get("val_percent", 20))
     held_out = split(scan(data), "val", val_percent)
     speakers = eligible_speakers(held_out, min_clips)
-    labels = model.labels
-
-    def encode(clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
-        waves = load_waves(clips, progress=False)
-        x = torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
-        return x, torch.tensor([class_index(c, labels) for c in clips])
-
     rows = []
     t0 = time.time()
     for spk in tqdm(speakers, desc=f"{rule} {shots}-shot", disable=not progress):
@@ -80,9 +84,9 @@ def bench_personalize(
         support, query = support_query(mine, shots)
         others = [c for c in held_out if c.speaker != spk]
         step = max(1, len(others) // retention_clips)
-        xs, ys = encode(support)
-        xq, yq = encode(query)
-        xr, yr = encode(others[::step][:retention_clips])
+        xs, ys = encode_clips(model, support)
+        xq, yq = encode_clips(model, query)
+        xr, yr = encode_clips(model, others[::step][:retention_clips])
         m = model.clone()
         before, ret_before = _acc(m, xq, yq), _acc(m, xr, yr)
         adapt_inputs(m, xs, ys, rule=rule, epochs=epochs, **hp)

@@ -19,13 +19,12 @@ import torch
 from model import personalize
 from model.pipeline import KWSModel
 
+ELIGIBLE = personalize.eligible_speakers  # kept: main() replaces the module attribute
+
 
 def tuning_speakers(clips, min_clips: int = 20, low: int = 10) -> list[str]:
-    count: dict[str, int] = {}
-    for c in clips:
-        if c.word in personalize.KEYWORDS:
-            count[c.speaker] = count.get(c.speaker, 0) + 1
-    return sorted(s for s, n in count.items() if low <= n < min_clips)
+    """Held-out speakers with ``low`` to ``min_clips`` − 1 keyword clips."""
+    return sorted(set(ELIGIBLE(clips, low)) - set(ELIGIBLE(clips, min_clips)))
 
 
 def parse(v: str):
