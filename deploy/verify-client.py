@@ -92,11 +92,14 @@ def versions(profile: str) -> list[dict]:
             for v in js["versions"]]
 
 
-def predict(profile: str, path: str) -> tuple[dict, float]:
+def audio(path: str) -> tuple[bytes, str]:
+    """The file's bytes and the content type its extension names."""
     with open(path, "rb") as f:
-        body = f.read()
-    ctype = CTYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
-    status, js, wall = call("POST", f"/predict?profile={profile}", body, ctype)
+        return f.read(), CTYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
+
+
+def predict(profile: str, path: str) -> tuple[dict, float]:
+    status, js, wall = call("POST", f"/predict?profile={profile}", *audio(path))
     if status != 200:
         fail(f"/predict {path} answered {status} {js}")
     return js, wall
@@ -129,10 +132,7 @@ def first(a: argparse.Namespace) -> dict:
 
     path, label = a.adapt.rsplit("=", 1)
     before = versions(a.profile) if _profile_exists(a.profile) else []
-    with open(path, "rb") as f:
-        body = f.read()
-    ctype = CTYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
-    status, js, wall = call("POST", f"/adapt?profile={a.profile}&label={label}", body, ctype)
+    status, js, wall = call("POST", f"/adapt?profile={a.profile}&label={label}", *audio(path))
     if status != 201:
         fail(f"/adapt answered {status} {js}")
     res["adapt_wall_ms"] = wall

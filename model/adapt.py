@@ -35,10 +35,10 @@ class NoSpeechError(AudioError):
 # and the readout's normalised delta rule at 1 logit unit per utterance. Rates are constant:
 # the service adapts one recording at a time and cannot know how many will follow, so the
 # benchmark does the same.
+_SGD = {"lr_out": 1.0, "readout_norm": True, "optimizer": "sgd", "update_every": 10}
 DEFAULTS: dict[str, dict] = {
-    "tp": {"lr": 1e-6, "lr_out": 1.0, "readout_norm": True, "optimizer": "sgd",
-           "update_every": 10},
-    "readout": {"lr_out": 1.0, "readout_norm": True, "optimizer": "sgd", "update_every": 10},
+    "tp": {"lr": 1e-6} | _SGD,
+    "readout": dict(_SGD),
     "bptt": {"lr": 1e-5, "lr_out": 1e-5, "optimizer": "adam"},
     # The comparators (model/rules/{tess,eprop,etlp,drtp,decolle}.py): TP's readout and SGD
     # plumbing; each hidden rate moves the logits of the adapted utterance by about as much as
@@ -47,16 +47,11 @@ DEFAULTS: dict[str, dict] = {
     # TESS is a third lower: at 1e-3 its all-shot gain fell below the readout's (its local
     # square-wave objective is unrelated to the pretrained readout). 10x higher rates lose
     # accuracy (e-prop 1e-2: all-shot gain 0.014, retention -2.5 pt).
-    "tess": {"lr": 3e-4, "lr_out": 1.0, "readout_norm": True, "optimizer": "sgd",
-             "update_every": 10},
-    "eprop": {"lr": 1e-3, "lr_out": 1.0, "readout_norm": True, "optimizer": "sgd",
-              "update_every": 10},
-    "etlp": {"lr": 1e-3, "lr_out": 1.0, "readout_norm": True, "optimizer": "sgd",
-             "update_every": 10},
-    "drtp": {"lr": 1e-3, "lr_out": 1.0, "readout_norm": True, "optimizer": "sgd",
-             "update_every": 10},
-    "decolle": {"lr": 1e-4, "lr_out": 1.0, "readout_norm": True, "optimizer": "sgd",
-                "update_every": 10},
+    "tess": {"lr": 3e-4} | _SGD,
+    "eprop": {"lr": 1e-3} | _SGD,
+    "etlp": {"lr": 1e-3} | _SGD,
+    "drtp": {"lr": 1e-3} | _SGD,
+    "decolle": {"lr": 1e-4} | _SGD,
 }
 DEFAULT_EPOCHS = 1
 
