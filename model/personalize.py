@@ -88,11 +88,12 @@ def bench_personalize(
         xq, yq = encode_clips(model, query)
         xr, yr = encode_clips(model, others[::step][:retention_clips])
         m = model.clone()
-        before, ret_before = _acc(m, xq, yq), _acc(m, xr, yr)
+        wrong, ret_before = predict_inputs(m, xq) != yq, _acc(m, xr, yr)
         # query clips of a class the support never shows (the speaker's other words, which
         # are all `_unknown_`): adapting can only fix their errors indirectly
         shown = torch.isin(yq, ys)
-        wrong_shown = float(((predict_inputs(m, xq) != yq) & shown).float().mean())
+        before = 1.0 - float(wrong.float().mean())
+        wrong_shown = float((wrong & shown).float().mean())
         adapt_inputs(m, xs, ys, rule=rule, epochs=epochs, **hp)
         rows.append({"speaker": spk, "before": before, "after": _acc(m, xq, yq),
                      "n_support": len(support), "n_query": len(query),
