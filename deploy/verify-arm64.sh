@@ -311,8 +311,11 @@ log "replace the container (stop, rm, run again on the same volume: what an upgr
 docker stop -t 60 "$NAME-a" >/dev/null
 # uvicorn shuts the app down, then `tracekws serve` exits 0 (143 would also be a clean stop)
 EXIT1=$(docker inspect -f '{{.State.ExitCode}}' "$NAME-a")
+# the logs are read whole first: `docker logs | grep -q` under pipefail fails at random when
+# grep exits on its match and docker logs, still writing, dies of SIGPIPE
+LOGS_A=$(docker logs "$NAME-a" 2>&1)
 if ! { [ "$EXIT1" = 0 ] || [ "$EXIT1" = 143 ]; } \
-    || ! docker logs "$NAME-a" 2>&1 | grep -q "Application shutdown complete"; then
+    || ! grep -q "Application shutdown complete" <<<"$LOGS_A"; then
   docker logs --tail 20 "$NAME-a" 2>&1 | sed 's/^/  /'
   die "no clean shutdown on SIGTERM (exit status $EXIT1)"
 fi

@@ -16,7 +16,9 @@ find_chromium() {
   return 1
 }
 
-if p="$(find_chromium)" && fc-list 2>/dev/null | grep -qi -e liberation -e dejavu; then
+# grep -c reads all of fc-list's output (grep -q would exit early and, under pipefail, a
+# SIGPIPE'd fc-list would turn a match into a miss)
+if p="$(find_chromium)" && fc-list 2>/dev/null | grep -ci -e liberation -e dejavu >/dev/null; then
   echo "browser already installed: $("$p" --version)"
   exit 0
 fi
