@@ -9,8 +9,9 @@ import math
 
 import pytest
 import torch
+from _rules import state_bytes_after
 
-from model.adapt import DEFAULTS, AdaptSession, adapt_inputs, make
+from model.adapt import DEFAULTS, AdaptSession, adapt_inputs
 from model.network import SNN
 from model.neurons import LIFParams, spike, surrogate
 from model.pipeline import KWSModel, ModelConfig
@@ -227,13 +228,7 @@ def test_tess_square_waves_are_binary_rows():
 @pytest.mark.parametrize("name", NEW_RULES)
 def test_state_is_flat_in_the_length_of_the_audio(name):
     torch.manual_seed(0)
-    sizes = {}
-    for n in (50, 500):
-        rule = make(KWSModel(ModelConfig(n_hidden=16), net=SNN(40, 16, 12)), name)
-        rule.begin(torch.tensor([5]))
-        for _ in range(n):
-            rule.step((torch.rand(1, 40) < 0.3).float())
-        sizes[n] = rule.state_bytes()
+    sizes = {n: state_bytes_after(name, n, n_hidden=16) for n in (50, 500)}
     assert sizes[50] == sizes[500] > 0
 
 

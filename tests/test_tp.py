@@ -2,6 +2,7 @@
 graph, and the adaptation state does not grow with the length of the audio."""
 
 import torch
+from _rules import state_bytes_after
 
 from model.adapt import adapt_inputs, make
 from model.network import SNN
@@ -101,26 +102,12 @@ def test_single_sample_all_classes_contrast_gives_a_signal():
 
 def test_adaptation_state_is_the_same_size_after_100_and_3000_frames():
     torch.manual_seed(0)
-    net = SNN(40, 32, 12)
     for rule_name in ("tp", "readout"):
-        sizes = {}
-        for n in (100, 3000):
-            rule = make(KWSModel(ModelConfig(n_hidden=32), net=SNN(40, 32, 12)), rule_name)
-            rule.begin(torch.tensor([5]))
-            for _ in range(n):
-                rule.step((torch.rand(1, 40) < 0.3).float())
-            sizes[n] = rule.state_bytes()
+        sizes = {n: state_bytes_after(rule_name, n) for n in (100, 3000)}
         assert sizes[100] == sizes[3000] > 0, rule_name
     # BPTT, by contrast, keeps every frame
-    sizes = {}
-    for n in (100, 300):
-        rule = make(KWSModel(ModelConfig(n_hidden=32), net=SNN(40, 32, 12)), "bptt")
-        rule.begin(torch.tensor([5]))
-        for _ in range(n):
-            rule.step((torch.rand(1, 40) < 0.3).float())
-        sizes[n] = rule.state_bytes()
+    sizes = {n: state_bytes_after("bptt", n) for n in (100, 300)}
     assert sizes[300] > 2 * sizes[100]
-    del net
 
 
 def test_label_path_cache_is_bounded_and_changes_nothing(monkeypatch):
