@@ -316,7 +316,7 @@ EXIT1=$(docker inspect -f '{{.State.ExitCode}}' "$NAME-a")
 LOGS_A=$(docker logs "$NAME-a" 2>&1)
 if ! { [ "$EXIT1" = 0 ] || [ "$EXIT1" = 143 ]; } \
     || ! grep -q "Application shutdown complete" <<<"$LOGS_A"; then
-  docker logs --tail 20 "$NAME-a" 2>&1 | sed 's/^/  /'
+  tail -n 20 <<<"$LOGS_A" | sed 's/^/  /'
   die "no clean shutdown on SIGTERM (exit status $EXIT1)"
 fi
 echo "  ok   clean shutdown on SIGTERM (exit status $EXIT1, 'Application shutdown complete')"
