@@ -16,8 +16,6 @@ TP scales better than TESS (and e-prop) once the classes outnumber the batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 
@@ -28,25 +26,10 @@ ALL_RULES = list(NAMES)
 CLASS_RULES = ["tp", "tp-batch", "tess", "eprop"]  # tp-batch: TP with the paper's B×B contrast
 
 
-@contextmanager
-def _max_speakers(n: int) -> Iterator[None]:
-    """Limit the personalisation benchmark to its first ``n`` eligible speakers (0: all)."""
-    from . import personalize
-
-    if not n:
-        yield
-        return
-    original = personalize.eligible_speakers
-    personalize.eligible_speakers = lambda clips, min_clips=20: original(clips, min_clips)[:n]
-    try:
-        yield
-    finally:
-        personalize.eligible_speakers = original
-
-
 def _summary(res: dict) -> dict:
-    keys = ("mean_before", "mean_after", "gain", "retention_before", "retention_after")
-    out = {k: round(res[k], 4) for k in keys}
+    keys = ("mean_before", "mean_after", "gain", "retention_before", "retention_after",
+            "false_accepts_before", "false_accepts_after")
+    out = {k: None if res[k] is None else round(res[k], 4) for k in keys}
     out["retention_change"] = round(res["retention_after"] - res["retention_before"], 4)
     out["seconds"] = res["seconds"]
     return out
@@ -62,6 +45,9 @@ def bench_rules(
     epochs: int = DEFAULT_EPOCHS,
     val_percent: int | None = None,
     progress: bool = False,
+    speakers: str = "val",
+    condition: str = "clean",
+    seed: int = 0,
 ) -> dict:
     """One row per rule: 1-shot and all-shot personalisation, peak memory, ms per second."""
     from .memory import bench_memory
@@ -69,14 +55,14 @@ def bench_rules(
 
     rules = rules or ALL_RULES
     seconds = seconds or ["1", "30"]
-    rows, speakers, t0 = [], 0, time.time()
+    rows, n_speakers, t0 = [], 0, time.time()
     for rule in rules:
         row: dict = {"rule": rule, "hyperparameters": DEFAULTS.get(rule, {})}
         for shots, key in (("1", "one_shot"), ("all", "all_shot")):
-            with _max_speakers(max_speakers):
-                res = bench_personalize(model, data, rule, shots, val_percent, epochs=epochs,
-                                        progress=progress)
-            speakers = len(res["speakers"])
+            res = bench_personalize(model, data, rule, shots, val_percent, epochs=epochs,
+                                    progress=progress, speakers=speakers, condition=condition,
+                                    seed=seed, max_speakers=max_speakers)
+            n_speakers = len(res["speakers"])
             row[key] = _summary(res)
         mem = bench_memory(None, rule, seconds, model_path=model_path)
         row["peak_bytes"] = mem["peak_bytes"]
@@ -85,7 +71,9 @@ def bench_rules(
         rows.append(row)
     return {
         "rules": rows,
-        "speakers": speakers,
+        "speakers": n_speakers,
+        "speaker_set": speakers,
+        "condition": condition,
         "epochs": epochs,
         "data": str(data),
         "memory_seconds": seconds,

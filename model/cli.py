@@ -69,7 +69,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .personalize import bench_personalize
 
         res = bench_personalize(_model(a.model), a.data, a.rule, a.shots, a.val_percent,
-                                epochs=a.epochs, progress=not a.json)
+                                epochs=a.epochs, progress=not a.json, speakers=a.speakers,
+                                condition=a.condition, seed=a.seed, min_clips=a.min_clips,
+                                max_speakers=a.max_speakers)
     elif a.what == "service":
         # the one place model/ reaches into service/: a CLI convenience, imported lazily
         from service.bench import bench_service
@@ -84,7 +86,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         res = bench_rules(_model(a.model), a.data, [r for r in a.rules.split(",") if r],
                           a.max_speakers, a.seconds, a.model, a.epochs, a.val_percent,
-                          progress=not a.json)
+                          progress=not a.json, speakers=a.speakers, condition=a.condition,
+                          seed=a.seed)
     elif a.what == "enrol":
         from .enrol import bench_enrol
 
@@ -173,7 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=str(Path("..") / "shared" / "data" / "speech_commands"))
     b.add_argument("--rule", default="tp", choices=RULES)
     b.add_argument("--rules", default="", help="rules: comma-separated subset (default: all)")
-    b.add_argument("--max-speakers", type=int, default=0, help="rules: first N speakers only")
+    b.add_argument("--max-speakers", type=int, default=0,
+                   help="personalize, rules: first N speakers only")
+    b.add_argument("--speakers", default="val", choices=["val", "tune", "report", "all"],
+                   help="personalize, rules: who is new (tune/report: the two halves of the "
+                        "validation speakers; all: every eligible speaker of the folder)")
+    b.add_argument("--condition", default="clean", choices=["clean", "room"],
+                   help="personalize, rules: clips as recorded, or through a simulated room")
+    b.add_argument("--seed", type=int, default=0, help="personalize, rules: room seed")
+    b.add_argument("--min-clips", type=int, default=10,
+                   help="personalize: keyword clips a speaker needs to be benchmarked")
     b.add_argument("--classes", default="12,36,100,1000", help="classes: readout sizes")
     b.add_argument("--words", default="", help="enrol: comma-separated words (default: digits)")
     b.add_argument("--batches", default="1,16", help="classes: batch sizes")

@@ -1,14 +1,31 @@
-"""Per-speaker personalisation benchmark (DESIGN §5, the TP paper's protocol on 12 classes).
+"""Per-speaker personalisation benchmark: the TP paper's protocol on 12 classes, judged on
+people nobody tuned on.
 
-For each held-out speaker (validation side of the model's speaker split) with at least
-``min_clips`` keyword clips: support = the first K clips (by utterance number) of every keyword
-the speaker has at least K+1 of (``shots="all"``: all but the last of each); query = every
-other clip of the speaker. Each speaker starts from the given model. Retention is the
-accuracy on the other held-out speakers' clips after adapting.
+For each speaker of the chosen set with at least ``min_clips`` keyword clips and a keyword
+said at least twice: support = the first K clips (by utterance number) of every keyword the
+speaker has at least K+1 of (``shots="all"``: all but the last of each); query = every other
+clip of the speaker (duplicate recordings were dropped by :func:`data.scan`, so no query clip
+equals a support clip). Each speaker starts from the given model. Retention is the accuracy
+on up to ``retention_clips`` clips of the other speakers of the pool after adapting.
+
+Who is new (``speakers``):
+
+- ``val``: every eligible speaker on the validation side of the model's speaker split;
+- ``tune`` / ``report``: two fixed, disjoint halves of those: defaults are chosen on ``tune``
+  and numbers are reported on ``report`` (:func:`halves`);
+- ``all``: every eligible speaker of the folder (how any other folder of clips is judged).
+
+``condition="room"`` sends each speaker's support, query and retention clips through that
+speaker's simulated room (:mod:`model.room`), seeded by ``seed``.
+
+Beside accuracy the JSON reports false accepts — the share of query clips whose true class is
+``_unknown_`` or ``_silence_`` that the model calls a keyword — before and after adapting,
+and the accuracy per class.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
 
@@ -16,14 +33,18 @@ import torch
 from tqdm import tqdm
 
 from .adapt import DEFAULT_EPOCHS, adapt_inputs
-from .data import Clip, load_waves, scan, split
+from .data import Clip, load_waves, noise_recordings, scan, split
 from .evaluate import class_index
-from .pipeline import KEYWORDS, KWSModel
+from .pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel
+
+SPEAKER_SETS = ("val", "tune", "report", "all")
+CONDITIONS = ("clean", "room")
+MIN_CLIPS = 10  # keyword clips a speaker needs to be benchmarked
 
 
 def support_query(clips: list[Clip], shots: str) -> tuple[list[Clip], list[Clip]]:
     by_word: dict[str, list[Clip]] = defaultdict(list)
-    for c in sorted(clips, key=lambda c: (c.word, c.utt)):
+    for c in sorted(clips, key=lambda c: (c.word, c.utt, str(c.path))):
         if c.word in KEYWORDS:
             by_word[c.word].append(c)
     support = []
@@ -35,30 +56,89 @@ def support_query(clips: list[Clip], shots: str) -> tuple[list[Clip], list[Clip]
     return support, [c for c in clips if c.path not in chosen]
 
 
-def eligible_speakers(clips: list[Clip], min_clips: int = 20) -> list[str]:
-    count: dict[str, int] = defaultdict(int)
+def keyword_counts(clips: list[Clip]) -> dict[str, dict[str, int]]:
+    """speaker → keyword → clips."""
+    count: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for c in clips:
         if c.word in KEYWORDS:
-            count[c.speaker] += 1
-    return sorted(s for s, n in count.items() if n >= min_clips)
+            count[c.speaker][c.word] += 1
+    return count
 
 
-def encode_clips(model: KWSModel, clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network inputs (N, T, n_in) of whole clips and their class indices, in chunks of 256."""
+def eligible_speakers(clips: list[Clip], min_clips: int = MIN_CLIPS) -> list[str]:
+    """Speakers with ``min_clips`` keyword clips, one keyword at least twice (a 1-shot support
+    and a query of it)."""
+    return sorted(s for s, words in keyword_counts(clips).items()
+                  if sum(words.values()) >= min_clips and max(words.values()) >= 2)
+
+
+def halves(speakers: list[str], clips: list[Clip]) -> tuple[list[str], list[str]]:
+    """(tune, report): a fixed split of ``speakers`` into two halves of similar sizes.
+
+    Speakers are ranked by their number of keyword clips and taken in pairs; within a pair a
+    hash of the id decides who tunes, so both halves hold as many talkative speakers and the
+    split never depends on results.
+    """
+    n = {s: sum(w.values()) for s, w in keyword_counts(clips).items()}
+    ranked = sorted(speakers, key=lambda s: (-n.get(s, 0), s))
+    tune, report = [], []
+    for i in range(0, len(ranked), 2):
+        pair = sorted(ranked[i : i + 2], key=lambda s: hashlib.sha1(f"tune:{s}".encode()).digest())
+        tune.append(pair[0])
+        report += pair[1:]
+    return sorted(tune), sorted(report)
+
+
+def speaker_pool(clips: list[Clip], which: str, val_percent: int,
+                 min_clips: int = MIN_CLIPS) -> tuple[list[str], list[Clip]]:
+    """The speakers to benchmark and the pool of clips they and the retention clips come from."""
+    if which not in SPEAKER_SETS:
+        raise ValueError(f"unknown speaker set {which!r}; choose from {SPEAKER_SETS}")
+    pool = clips if which == "all" else split(clips, "val", val_percent)
+    speakers = eligible_speakers(pool, min_clips)
+    if which in ("tune", "report"):
+        tune, report = halves(speakers, pool)
+        speakers = tune if which == "tune" else report
+    return speakers, pool
+
+
+def encode_clips(model: KWSModel, clips: list[Clip], room=None) -> tuple[torch.Tensor,
+                                                                           torch.Tensor]:
+    """Network inputs (N, T, n_in) of whole clips and their class indices, in chunks of 256;
+    through ``room`` (a :class:`model.room.RoomSimulator`) if given."""
     waves = load_waves(clips, progress=False)
+    if room is not None and len(clips):
+        waves = room.apply_batch(waves, [str(c.path) for c in clips],
+                                 [c.word != SILENCE for c in clips])
     x = torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
-    return x, torch.tensor([class_index(c, model.labels) for c in clips])
+    return x, torch.tensor([class_index(c, model.labels) for c in clips], dtype=torch.long)
 
 
 @torch.no_grad()
 def predict_inputs(model: KWSModel, x: torch.Tensor) -> torch.Tensor:
     """Predicted class index of each encoded clip."""
     model.net.eval()
+    if not len(x):
+        return torch.zeros(0, dtype=torch.long)
     return torch.cat([model.net(x[i : i + 256])[0].argmax(1) for i in range(0, len(x), 256)])
 
 
-def _acc(model: KWSModel, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((predict_inputs(model, x) == y).float().mean())
+def negatives(model: KWSModel) -> torch.Tensor:
+    """Class indices that are not keywords (``_unknown_``, ``_silence_``)."""
+    return torch.tensor([model.labels.index(x) for x in (UNKNOWN, SILENCE) if x in model.labels])
+
+
+def false_accepts(pred: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> float | None:
+    """Share of clips of a non-keyword class that are called a keyword (None: no such clip)."""
+    is_neg = torch.isin(y, neg)
+    if not is_neg.any():
+        return None
+    return float((~torch.isin(pred[is_neg], neg)).float().mean())
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
 def bench_personalize(
@@ -69,57 +149,106 @@ def bench_personalize(
     val_percent: int | None = None,
     epochs: int = DEFAULT_EPOCHS,
     retention_clips: int = 400,
-    min_clips: int = 20,
+    min_clips: int = MIN_CLIPS,
     progress: bool = True,
+    speakers: str = "val",
+    condition: str = "clean",
+    seed: int = 0,
+    max_speakers: int = 0,
     **hp,
 ) -> dict:
+    """Query accuracy, false accepts and retention before/after adapting, per speaker."""
     if val_percent is None:
         val_percent = int(model.config.meta.get("training", {}).get("val_percent", 20))
-    held_out = split(scan(data), "val", val_percent)
-    speakers = eligible_speakers(held_out, min_clips)
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")
+    chosen, pool = speaker_pool(scan(data), speakers, val_percent, min_clips)
+    if max_speakers:
+        chosen = chosen[:max_speakers]
+    noise = noise_recordings(data) if condition == "room" else []
+    neg = negatives(model)
+    labels = model.labels
+    by_class: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # n, right before, after
     rows = []
     t0 = time.time()
-    for spk in tqdm(speakers, desc=f"{rule} {shots}-shot", disable=not progress):
-        mine = [c for c in held_out if c.speaker == spk]
+    for spk in tqdm(chosen, desc=f"{rule} {shots}-shot {condition}", disable=not progress):
+        mine = [c for c in pool if c.speaker == spk]
         support, query = support_query(mine, shots)
-        others = [c for c in held_out if c.speaker != spk]
+        others = [c for c in pool if c.speaker != spk]
         step = max(1, len(others) // retention_clips)
-        xs, ys = encode_clips(model, support)
-        xq, yq = encode_clips(model, query)
-        xr, yr = encode_clips(model, others[::step][:retention_clips])
+        retention = others[::step][:retention_clips]
+        room = None
+        if condition == "room":
+            from .room import RoomSimulator, speaker_room
+
+            room = RoomSimulator(speaker_room(seed, spk), noise)
+        xs, ys = encode_clips(model, support, room)
+        xq, yq = encode_clips(model, query, room)
+        xr, yr = encode_clips(model, retention, room)
         m = model.clone()
-        wrong, ret_before = predict_inputs(m, xq) != yq, _acc(m, xr, yr)
+        pq0, pr0 = predict_inputs(m, xq), predict_inputs(m, xr)
+        adapt_inputs(m, xs, ys, rule=rule, epochs=epochs, **hp)
+        pq1, pr1 = predict_inputs(m, xq), predict_inputs(m, xr)
+        wrong = pq0 != yq
         # query clips of a class the support never shows (the speaker's other words, which
         # are all `_unknown_`): adapting can only fix their errors indirectly
         shown = torch.isin(yq, ys)
-        before = 1.0 - float(wrong.float().mean())
-        wrong_shown = float((wrong & shown).float().mean())
-        adapt_inputs(m, xs, ys, rule=rule, epochs=epochs, **hp)
-        rows.append({"speaker": spk, "before": before, "after": _acc(m, xq, yq),
-                     "n_support": len(support), "n_query": len(query),
-                     "n_query_class_not_in_support": int((~shown).sum()),
-                     "errors_before_class_in_support": wrong_shown,
-                     "retention_before": ret_before, "retention_after": _acc(m, xr, yr)})
+        for t, a, b in zip(yq.tolist(), (pq0 == yq).tolist(), (pq1 == yq).tolist(),
+                           strict=True):
+            by_class[t][0] += 1
+            by_class[t][1] += int(a)
+            by_class[t][2] += int(b)
+        row = {"speaker": spk, "before": 1.0 - float(wrong.float().mean()),
+               "after": float((pq1 == yq).float().mean()),
+               "n_support": len(support), "n_query": len(query),
+               "n_query_class_not_in_support": int((~shown).sum()),
+               "n_query_negative": int(torch.isin(yq, neg).sum()),
+               "errors_before_class_in_support": float((wrong & shown).float().mean()),
+               "false_accepts_before": false_accepts(pq0, yq, neg),
+               "false_accepts_after": false_accepts(pq1, yq, neg),
+               "retention_before": float((pr0 == yr).float().mean()),
+               "retention_after": float((pr1 == yr).float().mean()),
+               "retention_false_accepts_before": false_accepts(pr0, yr, neg),
+               "retention_false_accepts_after": false_accepts(pr1, yr, neg)}
+        if room is not None:
+            row["room"] = room.room.to_dict()
+        rows.append(row)
 
-    def mean(key: str) -> float:
-        return sum(r[key] for r in rows) / len(rows) if rows else float("nan")
+    def mean(key: str) -> float | None:
+        return _mean([r[key] for r in rows]) if rows else None
 
+    per_class = {labels[k]: {"n": n, "before": a / n, "after": b / n, "gain": (b - a) / n}
+                 for k, (n, a, b) in sorted(by_class.items())}
+    cond: dict = {"name": condition}
+    if condition == "room":
+        from .room import ROOM_SPEC
+
+        cond |= {"seed": seed, **ROOM_SPEC}
+    before, after = mean("before"), mean("after")
     return {
         "rule": rule,
         "shots": shots,
         "epochs": epochs,
         "hyperparameters": hp,
+        "speaker_set": speakers,
+        "condition": cond,
         "speakers": rows,
-        "mean_before": mean("before"),
-        "mean_after": mean("after"),
-        "gain": mean("after") - mean("before"),
+        "mean_before": before,
+        "mean_after": after,
+        "gain": after - before if rows else None,
         # the largest gain any rule could show: every query clip right after adapting
-        "headroom": 1.0 - mean("before"),
+        "headroom": 1.0 - before if rows else None,
         # ... and its part on query clips of classes the support shows
         "headroom_class_in_support": mean("errors_before_class_in_support"),
+        "false_accepts_before": mean("false_accepts_before"),
+        "false_accepts_after": mean("false_accepts_after"),
         "retention_before": mean("retention_before"),
         "retention_after": mean("retention_after"),
+        "retention_false_accepts_before": mean("retention_false_accepts_before"),
+        "retention_false_accepts_after": mean("retention_false_accepts_after"),
+        "per_class": per_class,
         "seconds": round(time.time() - t0, 1),
         "data": str(data),
         "val_percent": val_percent,
+        "min_clips": min_clips,
     }

@@ -1,4 +1,5 @@
-"""The personalisation benchmark's protocol (DESIGN §5) on real clips of one speaker."""
+"""The personalisation benchmark's protocol on real clips of one speaker (whose folder holds
+six repeated recordings, which the scan drops)."""
 
 import math
 
@@ -19,7 +20,8 @@ def test_support_is_the_first_k_clips_of_each_keyword():
     assert {c.path for c in support}.isdisjoint(c.path for c in query)
     assert len(support) + len(query) == len(mine)
     s_all, q_all = support_query(mine, "all")
-    assert len(s_all) == 3 * len(KEYWORDS)  # all but the last clip of each keyword
+    per_word = {w: sum(c.word == w for c in mine) for w in KEYWORDS}
+    assert len(s_all) == sum(n - 1 for n in per_word.values())  # all but the last of each
     assert sum(c.word in KEYWORDS for c in q_all) == len(KEYWORDS)
 
 
@@ -29,10 +31,49 @@ def test_bench_personalize_json(small_model_path):
     res = bench_personalize(m, DATA, "tp", "1", val_percent=100, min_clips=20, progress=False)
     (row,) = res["speakers"]
     assert row["speaker"] == SPEAKER == eligible_speakers(scan(DATA))[0]
-    assert row["n_support"] == len(KEYWORDS) and row["n_query"] == 30
+    n_mine = sum(c.speaker == SPEAKER for c in scan(DATA))
+    assert row["n_support"] == len(KEYWORDS) and row["n_query"] == n_mine - len(KEYWORDS)
     assert row["n_query_class_not_in_support"] == 0  # this speaker recorded keywords only
     assert math.isclose(res["gain"], res["mean_after"] - res["mean_before"])
     assert math.isclose(res["headroom"], 1 - row["before"])
     # every query clip's class is in the support, so all the headroom is there
     assert math.isclose(res["headroom_class_in_support"], res["headroom"], abs_tol=1e-6)
     assert (m.net.w_out == w_before).all()  # each speaker adapts a clone
+
+
+def test_tune_and_report_are_fixed_disjoint_halves():
+    from model.personalize import halves, speaker_pool
+
+    clips = scan(DATA)
+    val, pool = speaker_pool(clips, "val", 100, min_clips=1)
+    tune, _ = speaker_pool(clips, "tune", 100, min_clips=1)
+    report, _ = speaker_pool(clips, "report", 100, min_clips=1)
+    assert not set(tune) & set(report) and sorted(tune + report) == val
+    assert abs(len(tune) - len(report)) <= 1
+    assert halves(val, pool) == (tune, report)  # the same every time
+    assert speaker_pool(clips, "all", 0, min_clips=1)[0] == val  # `all` ignores the split
+
+
+def test_false_accepts_count_non_keywords_called_keywords():
+    import torch
+
+    from model.personalize import false_accepts
+
+    neg = torch.tensor([10, 11])  # _unknown_, _silence_
+    y = torch.tensor([0, 10, 10, 11, 3])
+    pred = torch.tensor([0, 10, 2, 4, 3])
+    assert math.isclose(false_accepts(pred, y, neg), 2 / 3, rel_tol=1e-6)
+    assert false_accepts(pred, torch.tensor([0, 1, 2, 3, 4]), neg) is None
+
+
+def test_bench_reports_false_accepts_and_per_class(small_model_path):
+    m = KWSModel.load(small_model_path)
+    res = bench_personalize(m, DATA, "readout", "1", val_percent=100, min_clips=20,
+                            progress=False)
+    (row,) = res["speakers"]
+    assert row["n_query_negative"] == 0 and res["false_accepts_before"] is None
+    assert res["retention_false_accepts_before"] is not None  # others include _silence_
+    n = sum(pc["n"] for pc in res["per_class"].values())
+    assert n == row["n_query"]
+    acc = sum(pc["after"] * pc["n"] for pc in res["per_class"].values()) / n
+    assert math.isclose(acc, row["after"], abs_tol=1e-6)
