@@ -105,7 +105,7 @@ class Rule(ABC):
         idx = torch.randint(len(labels), (k,), generator=self._replay_gen)
         e, y = counts[idx], labels[idx]
         c = self.net.w_out.shape[0]
-        g = readout_grad(e @ self.net.w_out.T, torch.nn.functional.one_hot(y, c).float(), e)
+        g = readout_grad(e @ self.net.w_out.T, torch.nn.functional.one_hot(y, c).to(e.dtype), e)
         return g / (e.pow(2).sum(1).mean() + 1.0) if normalise else g
 
     def data_step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

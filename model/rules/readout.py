@@ -37,7 +37,8 @@ class ReadoutDelta(Rule):
         b = len(labels)
         self.labels = labels.long()
         self.data = zero_path(b, h)
-        self.readout.begin(b, h, c, torch.nn.functional.one_hot(self.labels, c).float())
+        onehot = torch.nn.functional.one_hot(self.labels, c).to(self.net.w_out.dtype)
+        self.readout.begin(b, h, c, onehot)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:

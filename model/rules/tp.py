@@ -137,7 +137,7 @@ class TracesPropagation(Rule):
             self.make_optimiser([self.net.w_in, self.net.w_rec], [self.net.w_out])
         self.labels = labels.long()
         b = len(labels)
-        self.onehot = torch.nn.functional.one_hot(self.labels, c).float()
+        self.onehot = torch.nn.functional.one_hot(self.labels, c).to(self.net.w_out.dtype)
         # label paths: one per known class ("classes") or one per sample ("batch")
         self.lab_in = torch.eye(c) if self.config.contrast == "classes" else self.onehot
         self.own = self.labels if self.config.contrast == "classes" else torch.arange(b)
