@@ -34,11 +34,13 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
-    res = evaluate(_model(a.model), a.data, a.split, a.val_percent, progress=not a.json)
+    res = evaluate(_model(a.model), a.data, a.split, a.val_percent, progress=not a.json,
+                   condition=a.condition, seed=a.seed)
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"accuracy {res['accuracy']:.4f} on {res['n']} clips ({res['split']} split)")
+        print(f"accuracy {res['accuracy']:.4f} on {res['n']} clips ({res['split']} split, "
+              f"{res['condition']})")
         for lab, pc in res["per_class"].items():
             print(f"  {lab:>10}  {pc['accuracy']:.3f}  (n={pc['n']})")
     return 0
@@ -159,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="all", choices=["all", "train", "val"])
     e.add_argument("--val-percent", type=int, default=20)
     e.add_argument("--json", action="store_true")
+    e.add_argument("--condition", default="clean", choices=["clean", "room"],
+                   help="room: each speaker's clips through a simulated room (the "
+                        "personalisation benchmark's)")
+    e.add_argument("--seed", type=int, default=0, help="room seed")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="label and probability per audio file")

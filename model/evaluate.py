@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from .data import Clip, load_waves, scan, split
-from .pipeline import UNKNOWN, KWSModel
+from .data import Clip, load_waves, noise_recordings, scan, split
+from .pipeline import SILENCE, UNKNOWN, KWSModel
 
 
 def class_index(clip: Clip, labels: list[str]) -> int:
@@ -20,10 +20,27 @@ def predict_batch(model: KWSModel, waves: torch.Tensor, batch: int = 128) -> tor
     return torch.cat([model.logits(waves[i : i + batch]) for i in range(0, len(waves), batch)])
 
 
-def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False) -> dict:
+def room_waves(clips: list[Clip], waves: torch.Tensor, noise: list[torch.Tensor], seed: int
+               ) -> torch.Tensor:
+    """``waves`` as heard through each speaker's simulated room (:mod:`model.room`), the
+    rooms of the personalisation benchmark's ``--condition room`` for the same seed."""
+    from .room import RoomSimulator, speaker_room
+
+    out = waves.clone()
+    for spk in sorted({c.speaker for c in clips}):
+        idx = [i for i, c in enumerate(clips) if c.speaker == spk]
+        sim = RoomSimulator(speaker_room(seed, spk), noise)
+        out[idx] = sim.apply_batch(waves[idx], [str(clips[i].path) for i in idx],
+                                   [clips[i].word != SILENCE for i in idx])
+    return out
+
+
+def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False,
+                   waves: torch.Tensor | None = None) -> dict:
     labels = model.labels
     y = torch.tensor([class_index(c, labels) for c in clips])
-    waves = load_waves(clips, progress=progress)
+    if waves is None:
+        waves = load_waves(clips, progress=progress)
     preds = []
     for i in tqdm(range(0, len(waves), 128), desc="evaluating", disable=not progress, leave=False):
         preds.append(model.logits(waves[i : i + 128]).argmax(-1))
@@ -47,10 +64,20 @@ def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False) -
 
 
 def evaluate(
-    model: KWSModel, data: str, which: str = "all", val_percent: int = 20, progress: bool = False
+    model: KWSModel, data: str, which: str = "all", val_percent: int = 20, progress: bool = False,
+    condition: str = "clean", seed: int = 0,
 ) -> dict:
+    """Accuracy on a split of ``data``; ``condition="room"``: each speaker's clips through
+    that speaker's simulated room (seeded)."""
     clips = split(scan(data), which, val_percent)
-    out = evaluate_clips(model, clips, progress)
+    waves = None
+    if condition == "room":
+        waves = room_waves(clips, load_waves(clips, progress=progress), noise_recordings(data),
+                           seed)
+    elif condition != "clean":
+        raise ValueError(f"unknown condition {condition!r}")
+    out = evaluate_clips(model, clips, progress, waves)
+    out.update({"condition": condition, "seed": seed if condition == "room" else None})
     out.update({"data": str(data), "split": which, "val_percent": val_percent,
                 "speakers": len({c.speaker for c in clips if "_nohash_" in c.path.name})})
     return out

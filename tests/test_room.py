@@ -52,3 +52,14 @@ def test_bench_personalize_room_condition(small_model_path):
                 "mean_after", "retention_before", "retention_after"):
         assert key in room
     assert room["mean_before"] != clean["mean_before"]
+
+
+def test_evaluate_room_condition(small_model_path):
+    from model.evaluate import evaluate
+
+    m = KWSModel.load(small_model_path)
+    clean = evaluate(m, "tests/data/gsc", "all")
+    room = evaluate(m, "tests/data/gsc", "all", condition="room", seed=2)
+    assert clean["condition"] == "clean" and room["condition"] == "room" and room["seed"] == 2
+    assert room["n"] == clean["n"] and room["confusion"] != clean["confusion"]
+    assert room == evaluate(m, "tests/data/gsc", "all", condition="room", seed=2)
