@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from .data import Clip, load_waves, noise_recordings, scan, split
 from .pipeline import SILENCE, UNKNOWN, KWSModel
+from .rules.tp import tp_scores
 
 
 def class_index(clip: Clip, labels: list[str]) -> int:
@@ -41,9 +42,15 @@ def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False,
     y = torch.tensor([class_index(c, labels) for c in clips])
     if waves is None:
         waves = load_waves(clips, progress=progress)
-    preds = []
+    preds, tp_right, tp_loss = [], 0.0, 0.0
+    model.net.eval()
     for i in tqdm(range(0, len(waves), 128), desc="evaluating", disable=not progress, leave=False):
-        preds.append(model.logits(waves[i : i + 128]).argmax(-1))
+        with torch.no_grad():
+            x = model.inputs(waves[i : i + 128])
+            preds.append(model.net(x)[0].argmax(-1))
+        tp = tp_scores(model.net, x, y[i : i + 128])
+        tp_right += tp["class_score_accuracy"] * len(x)
+        tp_loss += tp["layer_loss"] * len(x)
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     c = len(labels)
     conf = torch.zeros(c, c, dtype=torch.long)
@@ -60,6 +67,9 @@ def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False,
         "labels": labels,
         "per_class": per_class,
         "confusion": conf.tolist(),
+        # TP readiness: TP's own class score and layer loss at the last frame (rules/tp.py)
+        "tp_readiness": {"class_score_accuracy": tp_right / max(1, len(y)),
+                         "layer_loss": tp_loss / max(1, len(y))},
     }
 
 

@@ -137,3 +137,24 @@ def test_label_path_cache_is_bounded_and_changes_nothing(monkeypatch):
     cache_bytes = sum(t.numel() * t.element_size() for st, tr, y in big._cache
                       for t in (*st.lif, st.eps, tr, y))
     assert 0 < cache_bytes <= budget
+
+
+def test_tp_readiness_scores_are_the_rules_own_loss_at_the_last_frame():
+    """`tp_scores` (reported by `tracekws evaluate` as TP readiness) computes the layer loss
+    the rule itself sees at the last frame, and its class score from the same traces."""
+    from model.rules import make_rule
+    from model.rules.tp import tp_scores
+
+    torch.manual_seed(0)
+    net = SNN(20, 16, 4, P)
+    x = (torch.rand(5, 30, 20) < 0.3).float()
+    y = torch.tensor([0, 1, 2, 3, 1])
+    rule = make_rule("tp", net, lr=0.0, lr_out=0.0, optimizer="sgd")
+    rule.begin(y)
+    for t in range(x.shape[1]):
+        rule.step(x[:, t])
+    scores = tp_scores(net, x, y)
+    torch.testing.assert_close(torch.tensor(scores["layer_loss"]), rule.last_loss.float(),
+                               rtol=1e-4, atol=1e-4)
+    z = rule.data.eps @ rule.lab.eps.T
+    assert scores["class_score_accuracy"] == (z.argmax(1) == y).sum().item() / len(y)

@@ -214,3 +214,55 @@ class TracesPropagation(Rule):
 
     def fixed_tensors(self) -> list[torch.Tensor]:
         return [self.S, self.R]  # the label projection and the label paths' recurrence
+
+
+@torch.no_grad()
+def label_path_traces(net, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ε̃ (T, C, H) of the all-classes label paths and their input traces ε̃₀ (T, C, C).
+
+    They depend only on time (fixed S, R̃, a constant one-hot input), so one run serves
+    every clip: what TP's layer loss compares each clip's traces with.
+    """
+    _, h, c = net.sizes
+    s_proj, r = label_projection(h, c)
+    p = net.params
+    onehot = torch.eye(c)
+    drive, state, trace = onehot @ s_proj.T, zero_path(c, h), torch.zeros(c, c)
+    eps, traces = [], []
+    for _ in range(frames):
+        _, _, state = lif_forward(drive + state.lif.s @ r.T, state, p)
+        trace = trace_step(onehot, trace, p.beta)
+        eps.append(state.eps)
+        traces.append(trace)
+    return torch.stack(eps), torch.stack(traces)
+
+
+@torch.no_grad()
+def data_path_traces(net, x: torch.Tensor) -> torch.Tensor:
+    """Per-neuron traces ε (B, H) of the hidden layer at the last frame of clips x (B, T, n_in)."""
+    state = zero_path(x.shape[0], net.sizes[1])
+    cur_in = x @ net.w_in.T
+    for t in range(x.shape[1]):
+        _, _, state = lif_forward(cur_in[:, t] + state.lif.s @ net.w_rec.T, state, net.params)
+    return state.eps
+
+
+@torch.no_grad()
+def tp_scores(net, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> dict:
+    """How ready the hidden layer is for TP: its class score argmax_k ⟨ε, ε̃_k⟩ at the last
+    frame (accuracy against labels y) and TP's layer loss E there (all-classes contrast).
+
+    A backbone whose traces already point towards their class's label path gives TP a
+    loss it can lower by small steps; chance accuracy and a loss far above ln C mean the
+    rule starts from nothing.
+    """
+    eps_lab, traces = label_path_traces(net, x.shape[1])
+    right, loss = 0, 0.0
+    for i in range(0, len(x), batch):
+        z = data_path_traces(net, x[i : i + batch]) @ eps_lab[-1].T
+        yb = y[i : i + batch]
+        target = contrast_targets(traces[-1], yb)
+        right += int((z.argmax(1) == yb).sum())
+        loss += float(-(target * torch.log_softmax(z, 1)).sum())
+    n = max(1, len(x))
+    return {"class_score_accuracy": right / n, "layer_loss": loss / n}
