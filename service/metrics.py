@@ -47,6 +47,7 @@ class Metrics:
             ("tracekws_stream_detections_total", "counter", "Keyword detections on /stream."),
             ("tracekws_model_cache_entries", "gauge", "Models held in the in-memory cache."),
             ("tracekws_corrupt_weights_total", "counter", "Weight blobs failing sha256 checks."),
+            ("tracekws_busy_total", "counter", "/predict calls refused: no decode slot."),
         ]:
             self.help[name] = (kind, text)
 

@@ -59,6 +59,8 @@ TYPES: dict[str, tuple[int, str, str]] = {
     "corrupt-weights": (409, "Corrupt weights", "The stored weights of this version fail "
                         "their sha256 check; it cannot be used. The profile keeps serving its "
                         "last good version."),
+    "busy": (503, "Busy", "Every audio decode slot is taken; retry after `Retry-After` "
+             "seconds."),
     "not-ready": (503, "Not ready", "The service is starting or its database is unavailable."),
     "http-error": (400, "Bad request", "The request is malformed."),
     "internal-error": (500, "Internal error", "An unexpected error; it has been logged."),

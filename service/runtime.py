@@ -83,6 +83,7 @@ class Runtime:
         self.metrics = Metrics()
         self.locks: dict[str, list] = {}  # profile -> [lock, holders + waiters]
         self.limiter: anyio.CapacityLimiter | None = None
+        self.decode_slots = anyio.Semaphore(settings.max_concurrent_decodes)
         self.batcher = Batcher(self.compute, settings.predict_max_batch)
         self.started = time.time()
         self.engine = None
@@ -144,6 +145,17 @@ class Runtime:
             entry[1] -= 1
             if entry[1] == 0:
                 self.locks.pop(profile, None)
+
+    async def decode_slot_acquire(self) -> None:
+        """One of ``MAX_CONCURRENT_DECODES`` /predict decode slots (release it with
+        ``decode_slots.release()``); 503 ``busy`` if none frees up within the idle timeout."""
+        try:
+            with anyio.fail_after(self.settings.upload_idle_timeout_s):
+                await self.decode_slots.acquire()
+        except TimeoutError:
+            self.metrics.inc("tracekws_busy_total")
+            raise Problem("busy", f"all {self.settings.max_concurrent_decodes} decode slots "
+                          "are taken; retry", headers={"Retry-After": "1"}) from None
 
     async def compute(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """CPU-bound torch work in a worker thread, at most ``workers`` at a time."""

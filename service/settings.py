@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 16 * 1024 * 1024
     max_adapt_seconds: float = 60.0
     max_predict_seconds: float = 10.0
+    max_concurrent_decodes: int = 16  # /predict bodies decoded at once (others wait, then 503)
     upload_idle_timeout_s: float = 30.0  # a body that stalls this long is answered 408
     upload_timeout_s: float = 300.0  # a whole upload that takes longer is answered 408
     adapt_rule: str = "tp"
@@ -143,6 +144,13 @@ class Settings(BaseSettings):
     def _seconds(cls, v: float) -> float:
         if not 1.0 <= v <= 3600.0:
             raise ValueError("audio duration limits must be between 1 s and 3600 s")
+        return v
+
+    @field_validator("max_concurrent_decodes")
+    @classmethod
+    def _decodes(cls, v: int) -> int:
+        if not 1 <= v <= 1024:
+            raise ValueError("max_concurrent_decodes must be between 1 and 1024")
         return v
 
     @field_validator("upload_idle_timeout_s", "upload_timeout_s")

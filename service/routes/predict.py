@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import time
 
-import torch
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from model.audio import AudioError
-from model.pipeline import KWSModel
-from model.stream_decode import StreamDecoder
-
 from ..auth import authorize
+from ..decoding import BoundedDecoder
 from ..runtime import runtime
 from ..settings import DEFAULT_PROFILE
 from ..upload import audio_chunks, check_headers
@@ -21,13 +19,20 @@ from ..validation import ProfileQuery
 router = APIRouter(tags=["predict"])
 
 
-def decode(data: bytes, model: KWSModel, max_seconds: float, spool_dir: str) -> torch.Tensor:
-    dec = StreamDecoder(max_seconds=max_seconds, spool_dir=spool_dir)
-    wave = torch.cat([dec.feed(data), dec.close()])
-    n_fft = model.config.frontend.n_fft
-    if wave.numel() < n_fft:
-        raise AudioError(f"the audio is shorter than one {n_fft / 16:g} ms frame", "too-short")
-    return wave
+async def decode_body(request: Request, rt, min_samples: int):
+    """The body decoded as it arrives (never buffered whole), within the sample budget of
+    ``MAX_PREDICT_SECONDS`` and one of ``MAX_CONCURRENT_DECODES`` slots."""
+    s = rt.settings
+    await rt.decode_slot_acquire()
+    dec = BoundedDecoder(s.max_predict_seconds, str(s.spool_dir))
+    try:
+        async for data in audio_chunks(request, s.max_upload_bytes, s.upload_idle_timeout_s,
+                                       s.upload_timeout_s):
+            await anyio.to_thread.run_sync(dec.feed, data)
+        return await anyio.to_thread.run_sync(dec.close, min_samples)
+    finally:
+        dec.abort()
+        rt.decode_slots.release()
 
 
 @router.post("/predict", summary="Classify an audio clip")
@@ -41,11 +46,7 @@ async def predict(
     authorize(request, profile, write=False)
     check_headers(request, rt.settings.max_upload_bytes)
     resolved = await rt.io(rt.resolve, profile, version)  # 404 before the body is read
-    parts = [c async for c in audio_chunks(request, rt.settings.max_upload_bytes,
-                                           rt.settings.upload_idle_timeout_s,
-                                           rt.settings.upload_timeout_s)]
-    wave = await rt.compute(decode, b"".join(parts), resolved.model,
-                            rt.settings.max_predict_seconds, str(rt.settings.spool_dir))
+    wave = await decode_body(request, rt, resolved.model.config.frontend.n_fft)
     scores = await rt.batcher.predict(resolved.model, wave)  # batched with concurrent calls
     rt.metrics.inc("tracekws_predictions_total")
     body = {

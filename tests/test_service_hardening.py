@@ -1,0 +1,81 @@
+"""Hardening (issue "Hardening"): findings of an attack run against a real server, each
+checked here against the behaviour the issue asks for."""
+
+from __future__ import annotations
+
+import struct
+
+import httpx
+from _clips import wave
+
+from model.audio import encode_wav
+
+PROBLEM = "application/problem+json"
+MIB = 1024 * 1024
+
+
+def wav_header(data_bytes: int, rate: int = 8000, bits: int = 8, channels: int = 1) -> bytes:
+    block = channels * bits // 8
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits)
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+def hostile_wav(total: int = 16 * MIB) -> bytes:
+    """An 8-bit 8 kHz WAV of ``total`` bytes: ~35 minutes of audio in a 16 MiB upload."""
+    return wav_header(total - 44) + b"\x80" * (total - 44)
+
+
+def vm(pid: int, field: str) -> int:
+    """VmHWM / VmRSS of a process, bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+# ---- F1: /predict decodes as a stream, within a sample budget --------------------------------
+def test_predict_hostile_wav_memory(uvicorn_server):
+    srv = uvicorn_server()
+    ok = encode_wav(wave("yes", 0))
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        for _ in range(3):  # warm every path a normal request takes
+            assert c.post("/predict", content=ok,
+                          headers={"content-type": "audio/wav"}).status_code == 200
+        before = vm(srv.proc.pid, "VmHWM")
+        r = c.post("/predict", content=hostile_wav(), headers={"content-type": "audio/wav"})
+        # the same without a declared length (streamed WAV): the running check bounds it
+        open_ended = wav_header(0) + b"\x80" * (16 * MIB - 44)
+        r2 = c.post("/predict", content=open_ended, headers={"content-type": "audio/wav"})
+        after = vm(srv.proc.pid, "VmHWM")
+    for resp in (r, r2):
+        assert resp.status_code == 413, resp.text
+        assert resp.headers["content-type"] == PROBLEM
+        assert resp.json()["code"] == "audio-too-long"
+    delta = (after - before) / MIB
+    print(f"hostile 16 MiB WAV: peak RSS {before / MIB:.0f} -> {after / MIB:.0f} MiB "
+          f"(+{delta:.1f} MiB)")
+    assert delta < 50, f"peak RSS grew by {delta:.0f} MiB"
+
+
+def test_predict_decode_slots(make_client):
+    """MAX_CONCURRENT_DECODES: a call that finds every slot taken waits, then gets 503."""
+    import threading
+    import time
+
+    from test_service_upload import _call
+
+    c = make_client(max_concurrent_decodes=1, upload_idle_timeout_s=0.5)
+    data = encode_wav(wave("yes", 0))
+    first: list = []
+    slow = [data[i : i + 4000] for i in range(0, len(data), 4000)]  # one piece every 0.3 s
+    t = threading.Thread(target=lambda: first.append(
+        _call(c, "/predict", "", slow, stall_after=1, stall_s=0.3)))
+    t.start()
+    time.sleep(0.2)
+    status, body, _ = _call(c, "/predict", "", [data])
+    t.join()
+    assert status == 503 and b'"busy"' in body
+    assert first[0][0] == 200  # the slow (not stalled) upload finished and freed its slot
+    assert _call(c, "/predict", "", [data])[0] == 200
