@@ -20,6 +20,7 @@ from . import problems
 from .metrics import MetricsMiddleware
 from .routes import adapt, health, metrics, predict, profiles, stream, ui, versions
 from .runtime import Runtime, store_problem
+from .security import CrossOriginMiddleware
 from .settings import Settings
 from .store import StoreError
 
@@ -71,5 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for r in (predict, adapt, profiles, versions, health, stream, metrics, ui):
         app.include_router(r.router)
+    app.add_middleware(CrossOriginMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
     return app

@@ -51,6 +51,9 @@ TYPES: dict[str, tuple[int, str, str]] = {
     "unauthorized": (401, "Unauthorized", "Send `Authorization: Bearer <key>` with a valid "
                      "API key."),
     "forbidden-profile": (403, "Forbidden", "This API key is not allowed to use this profile."),
+    "cross-origin": (403, "Cross-origin request", "A state-changing request or WebSocket "
+                     "from another web origin (its `Origin` is not this service nor one of "
+                     "TRACEKWS_ALLOWED_ORIGINS, or `Sec-Fetch-Site: cross-site`)."),
     "read-only-profile": (403, "Read-only profile", "The built-in profile `default` is the "
                           "shipped model and cannot be changed."),
     "profile-exists": (409, "Profile exists", "A profile with this name already exists."),

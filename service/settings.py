@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: sqlite:///<data_dir>/tracekws.db
     model_path: Path | None = None  # default: the shipped model (model.pipeline.PRETRAINED)
     api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    # web origins (scheme://host[:port]) besides the service's own that may send POST/PUT/
+    # PATCH/DELETE and open /stream from a browser (a reverse proxy's public URL, say)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     predict_requires_key: bool = False  # also applies to reads (listing, weights export, stream)
     max_upload_bytes: int = 16 * 1024 * 1024
     max_adapt_seconds: float = 60.0
@@ -131,6 +134,26 @@ class Settings(BaseSettings):
     @classmethod
     def _keys(cls, v: Any) -> list[ApiKey]:
         return parse_api_keys(v)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: Any) -> list[str]:
+        from .security import normalise_origin
+
+        if v is None or v == "":
+            return []
+        if isinstance(v, str):
+            text = v.strip()
+            v = json.loads(text) if text.startswith("[") else \
+                [p for p in re.split(r"[,;\s]+", text) if p]
+        out = []
+        for o in v:
+            if not isinstance(o, str) or normalise_origin(o) is None \
+                    or not o.lower().startswith(("http://", "https://")):
+                raise ValueError(f"allowed_origins: {o!r} is not an origin like "
+                                 "https://host[:port] (no path)")
+            out.append(o.strip())
+        return out
 
     @field_validator("max_upload_bytes")
     @classmethod

@@ -9,6 +9,8 @@ from pydantic import ValidationError
 from model.audio import encode_wav
 from service.settings import Settings
 
+AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
+
 ADMIN = "admin-key-0123456789"
 ALICE = "alice-key-0123456789"
 KEYS = f"{ADMIN};{ALICE}:alice,alice2"
@@ -20,7 +22,7 @@ def wav() -> bytes:
 
 
 def _h(key: str | None) -> dict:
-    return {"authorization": f"Bearer {key}"} if key else {}
+    return {**AUDIO, "authorization": f"Bearer {key}"} if key else dict(AUDIO)
 
 
 def _adapt(client, key, profile="alice", wav=b""):
@@ -44,7 +46,7 @@ def test_wrong_key(make_client, wav):
                    {"authorization": "Basic " + ADMIN}, {"authorization": "Bearer"},
                    {"authorization": ADMIN}):
         r = c.post("/adapt", params={"profile": "alice", "label": "yes"}, content=wav,
-                   headers=header)
+                   headers={**header, **AUDIO})
         assert r.status_code == 401, header
         assert r.headers["content-type"] == "application/problem+json"
 
@@ -63,13 +65,13 @@ def test_right_keys_and_profile_restriction(make_client, wav):
 
 def test_predict_open_by_default(make_client, wav):
     c = make_client(api_keys=KEYS)
-    assert c.post("/predict", content=wav).status_code == 200
+    assert c.post("/predict", content=wav, headers=AUDIO).status_code == 200
     assert c.get("/profiles").status_code == 200
 
 
 def test_predict_requires_key_when_set(make_client, wav):
     c = make_client(api_keys=KEYS, predict_requires_key=True)
-    assert c.post("/predict", content=wav).status_code == 401
+    assert c.post("/predict", content=wav, headers=AUDIO).status_code == 401
     assert c.post("/predict", content=wav, headers=_h("nope-nope-nope-nope")).status_code == 401
     assert c.post("/predict", content=wav, headers=_h(ALICE)).status_code == 403  # default
     assert c.post("/predict", content=wav, headers=_h(ADMIN)).status_code == 200
@@ -100,7 +102,7 @@ def test_stream_requires_key_when_set(make_client):
 
 def test_open_service_without_keys(client, wav):
     assert client.post("/adapt", params={"profile": "x", "label": "yes"},
-                       content=wav).status_code == 201
+                       content=wav, headers=AUDIO).status_code == 201
 
 
 @pytest.mark.parametrize("bad", [

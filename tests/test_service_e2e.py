@@ -14,6 +14,8 @@ from _clips import clip_path, wave
 
 from model.audio import encode_wav
 
+AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
+
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 
 
@@ -72,12 +74,13 @@ def test_end_to_end(server):
         assert r.status_code == 201 and r.json()["new_label"]
         vs = c.get("/profiles/e2e/versions").json()
         assert vs["active_version"] == 3 and len(vs["versions"]) == 3
-        assert c.post("/predict", params={"profile": "e2e"}, content=flac).json()["version"] == 3
+        assert c.post("/predict", params={"profile": "e2e"}, content=flac,
+                      headers=AUDIO).json()["version"] == 3
         assert c.post("/profiles/e2e/versions/2/activate").json()["active_version"] == 2
         w = c.get("/profiles/e2e/versions/3/weights")
         assert len(w.content) == vs["versions"][2]["size"]
         bad = c.post("/predict", content=b"garbage bytes here",
-                     headers={"content-type": "audio/wav"})
+                     headers=AUDIO)
         assert bad.status_code == 422
         assert bad.headers["content-type"] == "application/problem+json"
         assert "tracekws_adaptations_total" in c.get("/metrics").text
@@ -102,7 +105,7 @@ def test_16_concurrent_adapts_give_one_unbroken_chain(server):
         with httpx.Client(base_url=server.url, timeout=120) as c:
             start.wait()
             results[i] = c.post("/adapt", params={"profile": "conc", "label": KEYWORDS[i % 10]},
-                                content=clips[i], headers={"content-type": "audio/wav"})
+                                content=clips[i], headers=AUDIO)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
     for t in threads:
@@ -160,7 +163,7 @@ def test_413_before_the_body_is_read(server):
     with httpx.Client(base_url=server.url) as c:
         assert c.get("/profiles/big").status_code == 404
         big = b"\x00" * (4 * 1024 * 1024 + 1)
-        r = c.post("/predict", content=big, headers={"content-type": "audio/wav"})
+        r = c.post("/predict", content=big, headers=AUDIO)
         assert r.status_code == 413  # Content-Length checked up front
 
 
@@ -169,10 +172,10 @@ def test_sigkill_mid_adapt_leaves_db_consistent(uvicorn_server, tmp_path_factory
     srv = uvicorn_server(data_dir=data, TRACEKWS_ADAPT_HYPERPARAMETERS='{"epochs": 1}')
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         r = c.post("/adapt", params={"profile": "k", "label": "yes"},
-                   content=encode_wav(wave("yes", 0)))
+                   content=encode_wav(wave("yes", 0)), headers=AUDIO)
         assert r.status_code == 201
         before = c.post("/predict", params={"profile": "k"},
-                        content=encode_wav(wave("no", 0))).json()
+                        content=encode_wav(wave("no", 0)), headers=AUDIO).json()
     long = encode_wav(torch.cat([wave(w, 1) for w in KEYWORDS] * 2))  # 20 s
     s = _send_chunked_head(srv.port, "/adapt?profile=k&label=go")
     for i in range(0, len(long) // 2, 16_000):  # half of it, slowly: TP runs as bytes arrive
@@ -193,9 +196,9 @@ def test_sigkill_mid_adapt_leaves_db_consistent(uvicorn_server, tmp_path_factory
         vs = c.get("/profiles/k/versions").json()
         assert vs["active_version"] == 2 and len(vs["versions"]) == 2
         after = c.post("/predict", params={"profile": "k"},
-                       content=encode_wav(wave("no", 0))).json()
+                       content=encode_wav(wave("no", 0)), headers=AUDIO).json()
         assert after["version"] == 2 and after["scores"] == before["scores"]
         r = c.post("/adapt", params={"profile": "k", "label": "go"},
-                   content=encode_wav(wave("go", 0)))
+                   content=encode_wav(wave("go", 0)), headers=AUDIO)
         assert (r.json()["version"], r.json()["parent"]) == (3, 2)
     assert not any((data / "spool").iterdir())  # the killed upload's spool was cleaned up

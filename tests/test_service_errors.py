@@ -11,6 +11,8 @@ from _clips import wave
 
 from model.audio import encode_wav
 
+AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
+
 PROBLEM = "application/problem+json"
 
 
@@ -92,7 +94,8 @@ def test_body_over_limit_without_content_length(make_client):
         for i in range(0, len(big), 1000):
             yield big[i : i + 1000]
 
-    r = client.post("/adapt", params={"profile": "p1", "label": "yes"}, content=gen())
+    r = client.post("/adapt", params={"profile": "p1", "label": "yes"}, content=gen(),
+                    headers=AUDIO)
     _problem(r, 413, "body-too-large")
 
 
@@ -109,7 +112,7 @@ def test_audio_over_duration_limit(make_client):
 
 
 def test_unknown_profile(client, wav):
-    _problem(client.post("/predict", params={"profile": "ghost"}, content=wav), 404,
+    _problem(client.post("/predict", params={"profile": "ghost"}, content=wav, headers=AUDIO), 404,
              "unknown-profile")
     _problem(client.get("/profiles/ghost"), 404, "unknown-profile")
     _problem(client.get("/profiles/ghost/versions"), 404, "unknown-profile")
@@ -121,9 +124,11 @@ def test_unknown_profile(client, wav):
 
 def test_unknown_version(client, wav):
     assert client.post("/profiles", json={"name": "vv"}).status_code == 201
-    _problem(client.post("/predict", params={"profile": "vv", "version": 7}, content=wav), 404,
+    _problem(client.post("/predict", params={"profile": "vv", "version": 7}, content=wav,
+                         headers=AUDIO), 404,
              "unknown-version")
-    _problem(client.post("/predict", params={"version": 2}, content=wav), 404, "unknown-version")
+    _problem(client.post("/predict", params={"version": 2}, content=wav,
+                         headers=AUDIO), 404, "unknown-version")
     _problem(client.get("/profiles/vv/versions/7"), 404, "unknown-version")
     _problem(client.get("/profiles/vv/versions/7/weights"), 404, "unknown-version")
     _problem(client.post("/profiles/vv/versions/7/activate"), 404, "unknown-version")
@@ -132,7 +137,7 @@ def test_unknown_version(client, wav):
 
 def test_invalid_version_numbers(client, wav):
     for v in ("0", "-1", "abc", "1.5", "99999999999999"):
-        _problem(client.post("/predict", params={"version": v}, content=wav), 422,
+        _problem(client.post("/predict", params={"version": v}, content=wav, headers=AUDIO), 422,
                  "validation-error")
         _problem(client.get(f"/profiles/default/versions/{v}"), 422, "validation-error")
 
@@ -140,25 +145,27 @@ def test_invalid_version_numbers(client, wav):
 @pytest.mark.parametrize("label", ["", "x" * 65, "ye\x00s", "a\nb", "tab\there", "\x7f",
                                    "bell\x07", " yes", "yes ", "zw\u200bj"])
 def test_invalid_label(client, wav, label):
-    r = client.post("/adapt", params={"profile": "p1", "label": label}, content=wav)
+    r = client.post("/adapt", params={"profile": "p1", "label": label}, content=wav, headers=AUDIO)
     _problem(r, 422, "invalid-label")
 
 
 def test_missing_label_and_profile(client, wav):
-    body = _problem(client.post("/adapt", params={"profile": "p1"}, content=wav), 422,
+    body = _problem(client.post("/adapt", params={"profile": "p1"}, content=wav,
+                                headers=AUDIO), 422,
                     "validation-error")
     assert body["errors"][0]["loc"] == ["query", "label"]
-    _problem(client.post("/adapt", params={"label": "yes"}, content=wav), 422)
+    _problem(client.post("/adapt", params={"label": "yes"}, content=wav, headers=AUDIO), 422)
 
 
 def test_label_of_64_characters_is_fine(client, wav):
-    r = client.post("/adapt", params={"profile": "p1", "label": "é" * 64}, content=wav)
+    r = client.post("/adapt", params={"profile": "p1", "label": "é" * 64}, content=wav,
+                    headers=AUDIO)
     assert r.status_code == 201, r.text
 
 
 @pytest.mark.parametrize("name", ["", "-x", "a/b", "a" * 65, "sp ace", "..", "ü"])
 def test_invalid_profile_name(client, wav, name):
-    r = client.post("/predict", params={"profile": name}, content=wav)
+    r = client.post("/predict", params={"profile": name}, content=wav, headers=AUDIO)
     assert r.status_code in (404, 422), r.text  # "" and ".." cannot even reach a route
     r = client.post("/profiles", json={"name": name})
     _problem(r, 422, "validation-error")
@@ -176,18 +183,20 @@ def test_bad_hyperparameters(client, wav):
                    {"optimizer": "lbfgs"}, {"lr": "nan"}, {"contrast": "classes", "rule":
                                                             "readout"}):
         r = client.post("/adapt", params={"profile": "p1", "label": "yes", **params},
-                        content=wav)
+                        content=wav, headers=AUDIO)
         _problem(r, 422)
 
 
 def test_no_speech(client):
     short = encode_wav(torch.zeros(800))  # 50 ms: too little to hold an utterance
-    _problem(client.post("/adapt", params={"profile": "p1", "label": "yes"}, content=short),
+    _problem(client.post("/adapt", params={"profile": "p1", "label": "yes"}, content=short,
+                         headers=AUDIO),
              422, "no-speech")
 
 
 def test_too_short_for_predict(client):
-    _problem(client.post("/predict", content=encode_wav(torch.zeros(100))), 422, "too-short")
+    _problem(client.post("/predict", content=encode_wav(torch.zeros(100)),
+                         headers=AUDIO), 422, "too-short")
 
 
 def test_non_finite_and_bad_rate(client):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import httpx
+import pytest
 from _clips import wave
 
 from model.audio import encode_wav
@@ -79,3 +80,79 @@ def test_predict_decode_slots(make_client):
     assert status == 503 and b'"busy"' in body
     assert first[0][0] == 200  # the slow (not stalled) upload finished and freed its slot
     assert _call(c, "/predict", "", [data])[0] == 200
+
+
+# ---- F2: cross-site requests refused, content type required ----------------------------------
+EVIL = "http://evil.example"
+AUDIO = {"content-type": "audio/wav"}
+
+
+def test_cross_origin_writes_refused(client):
+    wav = encode_wav(wave("yes", 0))
+    assert client.post("/profiles", json={"name": "own"},
+                       headers={"origin": "http://testserver"}).status_code == 201
+    for headers in ({"origin": EVIL}, {"origin": "null"}, {"sec-fetch-site": "cross-site"},
+                    {"origin": "http://testserver.evil.example"},
+                    {"origin": "https://testserver:8443"}):
+        calls = [client.post("/profiles", json={"name": "csrf"}, headers=headers),
+                 client.post("/adapt", params={"profile": "own", "label": "yes"}, content=wav,
+                             headers={**AUDIO, **headers}),
+                 client.post("/predict", content=wav, headers={**AUDIO, **headers}),
+                 client.post("/profiles/own/versions/1/activate", headers=headers),
+                 client.delete("/profiles/own", headers=headers)]
+        for r in calls:
+            assert r.status_code == 403, (headers, r.text)
+            assert r.headers["content-type"] == PROBLEM
+            assert r.json()["code"] == "cross-origin"
+    assert client.get("/profiles/own").json()["versions"] == 1  # nothing changed
+    assert client.get("/profiles/csrf").status_code == 404
+    # reads stay open to any page (CORS keeps their answers from it)
+    assert client.get("/profiles", headers={"origin": EVIL}).status_code == 200
+    # same-origin and non-browser clients pass
+    assert client.post("/predict", content=wav,
+                       headers={**AUDIO, "origin": "http://testserver",
+                                "sec-fetch-site": "same-origin"}).status_code == 200
+    assert client.post("/predict", content=wav, headers=AUDIO).status_code == 200
+
+
+def test_cross_origin_websocket_refused(client):
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as e:
+        with client.websocket_connect("/stream", headers={"origin": EVIL}):
+            pass
+    assert e.value.code == 1008
+    with client.websocket_connect("/stream", headers={"origin": "http://testserver"}) as ws:
+        assert ws.receive_json()["type"] == "ready"
+
+
+def test_allowed_origins_setting(make_client):
+    c = make_client(allowed_origins="https://kws.example.org, http://10.0.0.5:8080")
+    for origin, status in (("https://kws.example.org", 201), ("https://kws.example.org:443", 409),
+                           ("http://10.0.0.5:8080", 409), ("http://10.0.0.5", 403),
+                           (EVIL, 403)):
+        r = c.post("/profiles", json={"name": "p"}, headers={"origin": origin})
+        assert r.status_code == status, (origin, r.text)
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    for bad in ("kws.example.org", "https://x.org/path", "ftp://x.org"):
+        with pytest.raises(ValidationError):
+            Settings(allowed_origins=bad)
+
+
+def test_state_changing_body_needs_a_json_or_audio_type(client):
+    wav = encode_wav(wave("yes", 0))
+    for headers in ({}, {"content-type": "text/plain"},
+                    {"content-type": "application/x-www-form-urlencoded"}):
+        for r in (client.post("/predict", content=wav, headers=headers),
+                  client.post("/adapt", params={"profile": "x", "label": "yes"}, content=wav,
+                              headers=headers),
+                  client.post("/profiles", content=b'{"name": "x"}', headers=headers)):
+            assert r.status_code == 415, (headers, r.text)
+            assert r.json()["code"] == "unsupported-media-type"
+    # bodyless writes (what the page sends to activate and delete) need no type
+    assert client.post("/profiles", json={"name": "x"}).status_code == 201
+    assert client.post("/profiles/x/versions/1/activate").status_code == 200
+    assert client.delete("/profiles/x").status_code == 204

@@ -4,6 +4,8 @@ restores the earlier predictions exactly."""
 import pytest
 from _clips import clip_path
 
+AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
+
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 SPEAKER = "4c6167ca"  # validation-side speaker with four clips of each keyword (tests/data)
 
@@ -51,7 +53,8 @@ def test_rollback_restores_earlier_predictions_exactly(client):
     assert [p["scores"] for p in _predict_all(client, "spk", query)] == [
         p["scores"] for p in after]
     # a pinned version reads the same whatever is active
-    pinned = client.post("/predict", params={"profile": "spk", "version": 1}, content=query[0])
+    pinned = client.post("/predict", params={"profile": "spk", "version": 1}, content=query[0],
+                         headers=AUDIO)
     assert pinned.json()["scores"] == before[0]["scores"]
 
 

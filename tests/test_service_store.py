@@ -10,6 +10,8 @@ from model.audio import encode_wav
 from service import db
 from service.store import Store, VersionConflict
 
+AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
+
 
 @pytest.fixture(scope="module")
 def wav() -> bytes:
@@ -17,7 +19,8 @@ def wav() -> bytes:
 
 
 def _adapt(client, profile, wav, label="yes"):
-    r = client.post("/adapt", params={"profile": profile, "label": label}, content=wav)
+    r = client.post("/adapt", params={"profile": profile, "label": label}, content=wav,
+                    headers=AUDIO)
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -31,19 +34,22 @@ def test_corrupt_blob_is_refused_and_last_good_version_served(make_client, servi
     c = make_client()
     _adapt(c, "alice", wav)
     _adapt(c, "alice", wav)
-    good = c.post("/predict", params={"profile": "alice", "version": 2}, content=wav).json()
+    good = c.post("/predict", params={"profile": "alice", "version": 2}, content=wav,
+                  headers=AUDIO).json()
     with _db(service_settings()) as conn:  # overwrite version 3's blob
         conn.execute("UPDATE versions SET weights = zeroblob(length(weights)) "
                      "WHERE profile='alice' AND number=3")
     c2 = make_client()  # a fresh process: nothing cached
-    r = c2.post("/predict", params={"profile": "alice"}, content=wav)
+    r = c2.post("/predict", params={"profile": "alice"}, content=wav, headers=AUDIO)
     assert r.status_code == 200
     assert r.json()["version"] == 2 and r.json()["fallback_from"] == 3
     assert r.json()["scores"] == good["scores"]
-    for resp in (c2.post("/predict", params={"profile": "alice", "version": 3}, content=wav),
+    for resp in (c2.post("/predict", params={"profile": "alice", "version": 3}, content=wav,
+                         headers=AUDIO),
                  c2.get("/profiles/alice/versions/3/weights"),
                  c2.post("/profiles/alice/versions/3/activate"),
-                 c2.post("/adapt", params={"profile": "alice", "label": "yes"}, content=wav)):
+                 c2.post("/adapt", params={"profile": "alice", "label": "yes"}, content=wav,
+                         headers=AUDIO)):
         assert resp.status_code == 409, resp.text
         assert resp.json()["code"] == "corrupt-weights"
         assert "sha256" in resp.json()["detail"]

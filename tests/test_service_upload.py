@@ -11,6 +11,8 @@ from model.audio import encode_wav
 from model.pipeline import KWSModel
 from service.batching import Batcher, predict_batch
 
+AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
+
 
 def _call(client, path: str, query: str, chunks, stall_after: int | None = None,
           stall_s: float = 0.0, disconnect_after: int | None = None,
@@ -82,20 +84,20 @@ def test_stalled_upload_times_out(make_client):
     assert status == 408 and b"upload-timeout" in body
     assert client.get("/profiles/s").status_code == 404
     # the profile lock was released: the next upload goes through
-    r = client.post("/adapt", params={"profile": "s", "label": "yes"}, content=data)
+    r = client.post("/adapt", params={"profile": "s", "label": "yes"}, content=data, headers=AUDIO)
     assert r.status_code == 201 and r.json()["version"] == 2
 
 
 def test_client_going_away_commits_nothing(make_client):
     client = make_client()
     assert client.post("/adapt", params={"profile": "d", "label": "yes"},
-                       content=encode_wav(wave("yes", 0))).status_code == 201
+                       content=encode_wav(wave("yes", 0)), headers=AUDIO).status_code == 201
     data = encode_wav(torch.cat([wave("no", 0)] * 3))
     chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
     _call(client, "/adapt", "profile=d&label=no", chunks, disconnect_after=5)
     assert client.get("/profiles/d").json()["versions"] == 2
     assert 'tracekws_adaptations_total{outcome="disconnected"} 1' in client.get("/metrics").text
-    r = client.post("/adapt", params={"profile": "d", "label": "no"}, content=data)
+    r = client.post("/adapt", params={"profile": "d", "label": "no"}, content=data, headers=AUDIO)
     assert r.json()["version"] == 3
 
 
@@ -126,9 +128,9 @@ def test_concurrent_predicts_agree_with_sequential(client):
     import concurrent.futures as cf
 
     data = [encode_wav(wave(w, 0)) for w in ("yes", "no", "up", "down", "stop", "go", "on", "off")]
-    seq = [client.post("/predict", content=d).json() for d in data]
+    seq = [client.post("/predict", content=d, headers=AUDIO).json() for d in data]
     with cf.ThreadPoolExecutor(8) as ex:
-        par = list(ex.map(lambda d: client.post("/predict", content=d).json(), data))
+        par = list(ex.map(lambda d: client.post("/predict", content=d, headers=AUDIO).json(), data))
     for a, b in zip(seq, par, strict=True):
         assert a["label"] == b["label"]
         assert a["scores"][0]["probability"] == pytest.approx(b["scores"][0]["probability"],
