@@ -19,9 +19,17 @@ def _bearer(conn: HTTPConnection) -> str | None:
     if header:
         scheme, _, token = header.partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
-    if conn.scope["type"] == "websocket":  # browsers cannot set headers on a WebSocket
+    if conn.scope["type"] == "websocket":
+        # browsers cannot set headers on a WebSocket: the page sends the key in a first
+        # {"type": "auth"} message (service.routes.stream); ?token= still works for older
+        # clients, and is redacted from every log line (service.logfilter)
         return conn.query_params.get("token")
     return None
+
+
+def needs_key(conn: HTTPConnection, write: bool) -> bool:
+    settings: Settings = conn.app.state.runtime.settings
+    return settings.auth_enabled and (write or settings.predict_requires_key)
 
 
 def find_key(settings: Settings, token: str) -> ApiKey | None:
@@ -32,12 +40,14 @@ def find_key(settings: Settings, token: str) -> ApiKey | None:
     return found
 
 
-def authorize(conn: HTTPConnection, profile: str | None, write: bool) -> ApiKey | None:
-    """Raise a 401/403 :class:`Problem` unless the request may use ``profile``."""
+def authorize(conn: HTTPConnection, profile: str | None, write: bool,
+              token: str | None = None) -> ApiKey | None:
+    """Raise a 401/403 :class:`Problem` unless the request may use ``profile``
+    (``token``: a key given otherwise than in a header, e.g. a WebSocket auth message)."""
     settings: Settings = conn.app.state.runtime.settings
-    if not settings.auth_enabled or (not write and not settings.predict_requires_key):
+    if not needs_key(conn, write):
         return None
-    token = _bearer(conn)
+    token = _bearer(conn) if token is None else token
     if token is None:
         raise Problem("unauthorized", "this request needs Authorization: Bearer <key>",
                       headers=CHALLENGE)

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from . import problems
+from . import logfilter, problems
 from .metrics import MetricsMiddleware
 from .routes import adapt, health, metrics, predict, profiles, stream, ui, versions
 from .runtime import Runtime, store_problem
@@ -40,6 +40,7 @@ def _logging() -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     _logging()
     settings = settings or Settings()
+    logfilter.install(k.key for k in settings.api_keys)  # no key (or ?token=) in any log line
     rt = Runtime(settings)
 
     @asynccontextmanager

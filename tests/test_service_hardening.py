@@ -3,7 +3,13 @@ checked here against the behaviour the issue asks for."""
 
 from __future__ import annotations
 
+import json
+import os
 import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -156,3 +162,102 @@ def test_state_changing_body_needs_a_json_or_audio_type(client):
     assert client.post("/profiles", json={"name": "x"}).status_code == 201
     assert client.post("/profiles/x/versions/1/activate").status_code == 200
     assert client.delete("/profiles/x").status_code == 204
+
+
+# ---- F5: API keys never in logs; WebSockets authenticate by a first message ------------------
+KEY = "secret-key-0123456789-XYZ"
+
+
+def _serve(tmp_path, model: Path, *args: str, **env: str):
+    """A real uvicorn process (uvicorn's own logging, access log on) and its log file."""
+    from conftest import free_port
+
+    port = free_port()
+    log = tmp_path / f"uvicorn-{port}.log"
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TRACEKWS_DATA_DIR": str(tmp_path / "d"),
+                "TRACEKWS_MODEL_PATH": str(model), "TRACEKWS_TORCH_THREADS": "1", **env}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), *args],
+            cwd=Path(__file__).resolve().parent.parent, env=full_env, stdout=out,
+            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url, log
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(log.read_text())
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_stream_auth_by_first_message(make_client):
+    from starlette.websockets import WebSocketDisconnect
+
+    c = make_client(api_keys=KEY, predict_requires_key=True)
+    with c.websocket_connect("/stream") as ws:
+        ws.send_json({"type": "auth", "token": KEY})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "auth", "token": KEY})  # a repeated auth message is ignored
+        ws.send_bytes(b"\0\0" * 1600)
+    for first in ({"type": "auth", "token": "wrong-key-0123456789"}, {"type": "reset"}):
+        with c.websocket_connect("/stream") as ws:
+            ws.send_json(first)
+            msg = ws.receive_json()
+            assert msg["type"] == "error" and msg["problem"]["code"] == "unauthorized"
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_json()
+            assert e.value.code == 4401
+    with c.websocket_connect("/stream", headers={"authorization": f"Bearer {KEY}"}) as ws:
+        assert ws.receive_json()["type"] == "ready"
+    o = make_client()  # open service: the page's auth message is harmless
+    with o.websocket_connect("/stream") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "auth", "token": KEY})
+        ws.send_bytes(b"\0\0" * 1600)
+        ws.send_text("reset")
+
+
+def test_no_key_in_any_log_line(tmp_path, small_model_path):
+    from websockets.sync.client import connect
+
+    proc, url, log = _serve(tmp_path, small_model_path, "--log-level", "debug",
+                            TRACEKWS_API_KEYS=KEY, TRACEKWS_PREDICT_REQUIRES_KEY="true")
+    try:
+        wav = encode_wav(wave("yes", 0))
+        with httpx.Client(base_url=url, timeout=30) as c:
+            c.get("/profiles", params={"token": KEY})
+            assert c.get("/profiles", headers={"authorization": f"Bearer {KEY}"}
+                         ).status_code == 200
+            assert c.post(f"/predict?token={KEY}&x=1", content=wav, headers=AUDIO
+                          ).status_code == 401
+            assert c.get(f"/nope?api_key={KEY}").status_code == 404
+            assert c.get(f"/profiles/{KEY}").status_code == 401  # a key where a name goes
+        ws_url = url.replace("http", "ws") + "/stream"
+        with connect(f"{ws_url}?token={KEY}") as ws:  # the old way: still works, redacted
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        with connect(ws_url) as ws:  # the page's way
+            ws.send(json.dumps({"type": "auth", "token": KEY}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        time.sleep(0.5)
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "GET /profiles" in text and "/stream" in text, text  # the access log is on
+    assert "[redacted]" in text
+    leaked = [line for line in text.splitlines() if KEY in line]
+    assert not leaked, leaked

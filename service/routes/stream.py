@@ -9,6 +9,13 @@ smoothed per-class posteriors the detector thresholds) after a message of PCM, a
 per ``POSTERIOR_INTERVAL`` seconds of audio. The text message ``reset`` restarts the stream
 state. Errors arrive as ``{"type": "error", "problem": {RFC 9457 fields}}``
 followed by a close with code 4000 + HTTP status (e.g. 4404 unknown profile).
+
+Authentication (when the stream needs a key): an ``Authorization: Bearer`` header, or, from
+a browser (which cannot set WebSocket headers), a first text message
+``{"type": "auth", "token": "<key>"}`` sent on open, within ``AUTH_TIMEOUT`` seconds; the
+server answers ``ready`` after it. An ``auth`` message the server does not need is ignored.
+``?token=`` in the URL is still accepted for older clients but puts the key in URLs;
+logs never show it (:mod:`service.logfilter`).
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ from __future__ import annotations
 import json
 import logging
 
+import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from model.detect import Detector
 
-from ..auth import authorize
+from ..auth import authorize, needs_key
 from ..problems import Problem, problem_body
 from ..runtime import runtime
 from ..settings import DEFAULT_PROFILE, PROFILE_RE
@@ -28,6 +36,7 @@ from ..store import StoreError
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger("tracekws.service")
+AUTH_TIMEOUT = 10.0  # seconds to wait for the first {"type": "auth"} message
 POSTERIOR_INTERVAL = 0.1  # seconds of audio between two posteriors messages (at most)
 _BOOL = {"1": True, "true": True, "yes": True, "on": True,
          "0": False, "false": False, "no": False, "off": False}
@@ -64,6 +73,34 @@ def _params(ws: WebSocket) -> tuple[str, int | None, float | None, bool]:
     return profile, version, threshold, posteriors
 
 
+def _auth_message(text: str | None) -> dict | None:
+    """The ``{"type": "auth", "token": ...}`` message, or None."""
+    if not text or '"auth"' not in text:
+        return None
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) and msg.get("type") == "auth" else None
+
+
+async def _first_message_token(ws: WebSocket) -> str:
+    """The key of the first message, which must be an auth message."""
+    try:
+        with anyio.fail_after(AUTH_TIMEOUT):
+            msg = await ws.receive()
+    except TimeoutError:
+        raise Problem("unauthorized", f"send {{\"type\": \"auth\", \"token\": <key>}} "
+                      f"within {AUTH_TIMEOUT:g} s of opening the stream") from None
+    if msg["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(msg.get("code", 1000))
+    auth = _auth_message(msg.get("text"))
+    if auth is None or not isinstance(auth.get("token"), str):
+        raise Problem("unauthorized", "this stream needs a key: send {\"type\": \"auth\", "
+                      "\"token\": <key>} as the first message (or Authorization: Bearer)")
+    return auth["token"]
+
+
 def _posteriors(det: Detector) -> str:
     probs = det.last_posterior.tolist()
     return json.dumps({"type": "posteriors", "time": round(det.seconds, 3), "probabilities": {
@@ -76,8 +113,14 @@ async def stream(ws: WebSocket) -> None:
     await ws.accept()
     try:
         profile, version, threshold, posteriors = _params(ws)
-        authorize(ws, profile, write=False)
+        token = None
+        if needs_key(ws, write=False) and "authorization" not in ws.headers \
+                and "token" not in ws.query_params:
+            token = await _first_message_token(ws)
+        authorize(ws, profile, write=False, token=token)
         resolved = await rt.io(rt.resolve, profile, version)
+    except WebSocketDisconnect:
+        return
     except Problem as p:
         await _fail(ws, p)
         return
@@ -105,6 +148,8 @@ async def stream(ws: WebSocket) -> None:
                 if text in ("reset", '{"type": "reset"}', '{"type":"reset"}'):
                     det.reset()
                     next_posteriors = 0.0
+                    continue
+                if _auth_message(text) is not None:  # not needed (or already given)
                     continue
                 await _fail(ws, Problem("unsupported-media-type",
                                         "send binary PCM messages (or the text 'reset')"))

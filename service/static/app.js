@@ -482,12 +482,14 @@ function startLive() {
     return;
   }
   const query = new URLSearchParams({ profile: state.profile, threshold, posteriors: "true" });
-  if (state.key) query.set("token", state.key);
   const url = apiUrl("/stream");
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   url.search = query;
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
+  // the key goes in the first message, never in the URL (URLs end up in logs)
+  const key = state.key;
+  ws.onopen = () => { if (key) ws.send(JSON.stringify({ type: "auth", token: key })); };
   const live = { ws, threshold, profile: state.profile, version: null, unsubscribe: null, stopped: false, failed: false,
                  resampler: null, pending: [], pendingN: 0 };
   state.live = live;
