@@ -24,6 +24,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         data=a.data, out=a.out, epochs=a.epochs, batch=a.batch, lr=a.lr, hidden=a.hidden,
         encoder=a.encoder, threshold=a.threshold, levels=a.levels, val_percent=a.val_percent,
         seed=a.seed, threads=a.threads, resume=a.resume, rule=a.rule, limit_steps=a.limit_steps,
+        room_prob=a.room_prob, tp_aux=a.tp_aux,
     )
     summary = train(cfg, progress=not a.quiet)
     summary.pop("history", None)
@@ -151,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--room-prob", type=float, default=0.0,
+                   help="share of training clips sent through simulated rooms")
+    t.add_argument("--tp-aux", type=float, default=0.0,
+                   help="weight of TP's layer loss beside the cross-entropy (TP readiness)")
     t.add_argument("--limit-steps", type=int, default=0, help=argparse.SUPPRESS)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)

@@ -1,4 +1,4 @@
-"""Spike encoder: normalised features → binary spike trains (DESIGN §2).
+"""Spike encoder: normalised features → binary spike trains (docs/design.md §2).
 
 ``sigma-delta`` (default): every feature drives an ON and an OFF population of integrate-and-
 fire units with soft reset and no leak (a first-order sigma-delta modulator). Per frame

@@ -1,4 +1,4 @@
-"""New-keyword benchmark (DESIGN §5): enrol a word outside the model's classes from K clips.
+"""New-keyword benchmark (docs/design.md §5): enrol a word outside the model's classes from K clips.
 
 For each word (default: the digits found in the data, which the shipped model only knows as
 ``_unknown_``): support = the first K clips of the word (by speaker, then utterance), one pass

@@ -1,4 +1,4 @@
-"""Streaming log-mel front end (DESIGN §2).
+"""Streaming log-mel front end (docs/design.md §2).
 
 40 mel bins, 30 ms window (n_fft 480), 10 ms hop, 20 Hz–4 kHz, log compression, plus Δ and ΔΔ
 (120 features). Frames are computed without centre padding and the deltas are *causal*

@@ -49,11 +49,14 @@ class SNN(nn.Module):
         return m, NetState(hidden, m)
 
     def forward(
-        self, x: torch.Tensor, state: NetState | None = None, dropout: float = 0.0
+        self, x: torch.Tensor, state: NetState | None = None, dropout: float = 0.0,
+        spikes: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, NetState, torch.Tensor]:
         """Run (B, T, n_in). Returns (readout at the last frame, final state, mean spike rate).
 
         Input currents are computed for all frames at once; only the recurrence loops.
+        ``spikes``: a list that receives the hidden spikes of every frame (with autograd on:
+        for losses on the hidden layer, such as TP's layer loss during pretraining).
         """
         p = self.params
         b, t_len, _ = x.shape
@@ -65,6 +68,8 @@ class SNN(nn.Module):
         rate = x.new_zeros(())
         for t in range(t_len):
             s, _, hidden = lif_step(cur_in[:, t] + hidden.s @ self.w_rec.T, hidden, p)
+            if spikes is not None:
+                spikes.append(s)
             out = s
             if dropout > 0 and self.training:
                 out = nn.functional.dropout(s, dropout, True)

@@ -4,7 +4,7 @@ Pure step functions in the Norse style: ``step(input, state, params) -> (out, st
 state as explicit named tuples, so state belongs to whoever holds it (a request, a profile,
 an adaptation session) and nothing is global.
 
-LIF with soft reset (DESIGN §2):
+LIF with soft reset (docs/design.md §2):
 
     v~ = α v + I            s = Θ(v~ − V_th)            v = v~ − V_th s
 
@@ -25,7 +25,7 @@ import torch
 class LIFParams:
     alpha: float = 0.77  # membrane leak per 10 ms step
     v_th: float = 0.66
-    k: float = 1.0  # surrogate scale (DESIGN §6: k=10 stalls BPTT here, k=1 learns)
+    k: float = 1.0  # surrogate scale (docs/design.md §6: k=10 stalls BPTT here, k=1 learns)
     beta: float = 0.977  # trace leak
     readout_leak: float = 1.0
 

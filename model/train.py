@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -49,7 +49,15 @@ class TrainConfig:
     snr_db: tuple[float, float] = (10.0, 30.0)
     time_mask: int = 5
     mel_mask: int = 4
+    room_prob: float = 0.0  # share of training clips sent through a simulated room
+    room_pool: int = 64  # rooms drawn for training (seeds apart from the benchmarks' rooms)
+    tp_aux: float = 0.0  # weight of TP's layer loss (all-classes contrast) beside the CE
+    tp_aux_every: int = 10  # frames between two terms of that loss
+    tp_aux_temperature: float = 100.0  # ⟨ε, ε̃⟩ are O(10³): scaled before the softmax
     limit_steps: int = 0  # >0: stop each epoch after this many batches (smoke tests)
+
+
+TRAIN_ROOM_SEED = 10**9  # training rooms: sample_room(seed) for seeds from here on
 
 
 @dataclass
@@ -60,6 +68,7 @@ class Prepared:
     val_x: torch.Tensor
     val_y: torch.Tensor
     noise: list[torch.Tensor]
+    rooms: list = field(default_factory=list)  # model.room.RoomSimulator pool
 
 
 def _labels_of(clips) -> torch.Tensor:
@@ -96,8 +105,16 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
         # inputs have E[x²] = their rate, far below the 1 of standardised analog features
         probe = model.inputs(train_waves[:256])
         model.net.w_in.mul_(float(probe.pow(2).mean()) ** -0.5)
-    return Prepared(model, train_waves, _labels_of(train_c), val_x, _labels_of(val_c),
-                    noise_recordings(cfg.data))
+    noise = noise_recordings(cfg.data)
+    rooms = []
+    if cfg.room_prob > 0:
+        from .room import RoomSimulator, sample_room
+
+        rooms = [RoomSimulator(sample_room(TRAIN_ROOM_SEED + i), noise)
+                 for i in tqdm(range(cfg.room_pool), desc="rooms", disable=not progress,
+                               leave=False)]
+    return Prepared(model, train_waves, _labels_of(train_c), val_x, _labels_of(val_c), noise,
+                    rooms)
 
 
 def augmented_batch(
@@ -115,6 +132,12 @@ def augmented_batch(
             gain = torch.empty(len(fresh), 1).uniform_(0.0, 1.0, generator=gen) ** 2
             waves[fresh] = augment.noise_windows(p.noise, len(fresh), n, gen) * gain
     waves = augment.time_shift(waves, 1600, gen)
+    if p.rooms:  # the device in a room: reverberation, band-pass, noise at 5-20 dB
+        use = (torch.rand(len(idx), generator=gen) < cfg.room_prob).nonzero().flatten()
+        for i in use.tolist():
+            sim = p.rooms[int(torch.randint(len(p.rooms), (1,), generator=gen))]
+            key = str(int(torch.randint(2**62, (1,), generator=gen)))
+            waves[i] = sim.apply(waves[i], key, speech=bool(y[i] != LABELS.index(SILENCE)))
     waves = waves * torch.empty(len(idx), 1).uniform_(0.5, 1.5, generator=gen)
     noise = augment.noise_windows(p.noise, len(idx), n, gen)
     if not p.noise:  # no noise recordings in the folder: white noise
@@ -166,6 +189,38 @@ def save_best(
     model.save(out)
 
 
+class TPAuxLoss:
+    """TP's layer loss (all-classes contrast, rules/tp.py) on the hidden traces, as a
+    pretraining term: it shapes the hidden layer so that each clip's traces point towards
+    its class's fixed label path — the structure TP's update looks for when it adapts.
+
+    ε_t = β ε_{t−1} + s_t is computed from the recorded spikes (with autograd); every
+    ``tp_aux_every`` frames from frame 20 on, z = ⟨ε_t, ε̃_k,t⟩ / temperature against the
+    rule's soft targets y = softmax_k(−‖ε̃₀[c*] − ε̃₀[k]‖).
+    """
+
+    def __init__(self, net, frames: int, cfg: TrainConfig) -> None:
+        from .rules.tp import label_path_traces
+
+        self.eps_lab, self.traces = label_path_traces(net, frames)
+        self.beta, self.every, self.temp = net.params.beta, cfg.tp_aux_every, \
+            cfg.tp_aux_temperature
+
+    def __call__(self, spikes: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        from .rules.tp import contrast_targets
+
+        eps = torch.zeros_like(spikes[0])
+        terms = []
+        for t, s in enumerate(spikes):
+            eps = self.beta * eps + s
+            if t >= 20 and (t % self.every == 0 or t == len(spikes) - 1):
+                tt = min(t, len(self.eps_lab) - 1)
+                z = eps @ self.eps_lab[tt].T / self.temp
+                target = contrast_targets(self.traces[tt], y)
+                terms.append(-(target * torch.log_softmax(z, 1)).sum(1).mean())
+        return torch.stack(terms).mean() if terms else spikes[0].new_zeros(())
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Run pretraining; returns a summary (best validation accuracy, epochs, paths)."""
     if cfg.rule != "bptt":
@@ -198,6 +253,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         sched.load_state_dict(ck["sched"]), gen.set_state(ck["gen"])
         history, best, start = ck["history"], ck["best"], ck["epoch"]
     lossf = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    tp_aux = TPAuxLoss(net, p.val_x.shape[1] if p.val_x is not None else 98, cfg) \
+        if cfg.tp_aux > 0 else None
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
         net.train()
@@ -207,8 +264,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         for _ in bar:
             idx = torch.multinomial(weights, cfg.batch, replacement=True, generator=gen)
             x, y = augmented_batch(p, idx, gen, cfg), p.train_y[idx]
-            m, _, rate = net(x, dropout=cfg.dropout)
+            spikes: list[torch.Tensor] | None = [] if tp_aux else None
+            m, _, rate = net(x, dropout=cfg.dropout, spikes=spikes)
             loss = lossf(m, y)
+            if tp_aux is not None:
+                loss = loss + cfg.tp_aux * tp_aux(spikes, y)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -221,6 +281,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
         h = {"epoch": epoch + 1, "loss": tot_loss / tot_n, "train_acc": tot_ok / tot_n,
              "val_acc": val_acc, "seconds": time.time() - t0, "lr": sched.get_last_lr()[0]}
+        if p.val_x is not None:
+            from .rules.tp import tp_scores
+
+            h["val_tp_class_score"] = tp_scores(net, p.val_x, p.val_y)["class_score_accuracy"]
         history.append(h)
         if progress:
             tqdm.write(json.dumps(h))

@@ -28,7 +28,7 @@ pip=("$py" -m pip install --disable-pip-version-check -q)
 arch="$(uname -m)"
 case "$arch" in
   x86_64|amd64)
-    # DESIGN §6: pin exactly, or pip may pull a multi-GB CUDA build. Where the CPU wheel is
+    # docs/design.md §6: pin exactly, or pip may pull a multi-GB CUDA build. Where the CPU wheel is
     # not on a local index, point PIP_EXTRA_INDEX_URL at https://download.pytorch.org/whl/cpu.
     torch_pins=(torch==2.13.0 torchaudio==2.11.0) ;;
   aarch64|arm64)
@@ -39,7 +39,7 @@ esac
 
 "${pip[@]}" "${torch_pins[@]}"
 # torchaudio's x86-64 PyPI wheel carries a CUDA-linked extension that fails to load beside
-# CPU torch; the transforms we use are pure Python, so drop the extension (DESIGN §6).
+# CPU torch; the transforms we use are pure Python, so drop the extension (docs/design.md §6).
 "$py" - <<'PY'
 import importlib.util, pathlib
 spec = importlib.util.find_spec("torchaudio")

@@ -10,13 +10,19 @@ tk=.venv/bin/tracekws
 mkdir -p "$out"
 run() { local name=$1; shift; echo "== $name: tracekws $*" >&2; "$tk" "$@" > "$out/$name.json"; }
 run evaluate-val evaluate --data "$data" --split val --json
+run evaluate-val-room evaluate --data "$data" --split val --condition room --json
 run infer bench infer --json
-for rule in tp readout bptt; do
-  for shots in 1 all; do
-    run "personalize-$rule-$shots" bench personalize --data "$data" --rule "$rule" --shots "$shots" --json
+# personalisation: reported on the `report` half of the validation speakers (defaults were
+# chosen on the `tune` half: docs/bench/sweep-*.json), clean and through simulated rooms
+for cond in clean room; do
+  for rule in tp readout bptt; do
+    for shots in 1 all; do
+      run "personalize-$rule-$shots-$cond" bench personalize --data "$data" --rule "$rule" \
+        --shots "$shots" --speakers report --condition "$cond" --json
+    done
   done
+  run "rules-$cond" bench rules --data "$data" --speakers report --condition "$cond" --json
 done
-run rules bench rules --data "$data" --json   # every rule: 1-shot, all-shot, memory, time
 run classes bench classes --json
 run classes-batch bench classes --classes 12,1000 --batches 8,32,64 --json
 run macs bench macs --json

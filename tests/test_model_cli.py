@@ -93,3 +93,29 @@ def test_cli_bench_infer_prints_json(capsys, tmp_path):
                  "--model", str(tmp_path / "m.safetensors")]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["threads"] == 1 and res["real_time_factor"] > 0
+
+
+def test_train_with_rooms_and_tp_layer_loss(tmp_path, capsys):
+    """The v2 recipe's options: clips through simulated rooms and TP's layer loss beside
+    the cross-entropy; the history records TP readiness on the validation clips."""
+    out = tmp_path / "tiny"
+    assert main(["train", "--data", str(GSC), "--out", str(out), "--epochs", "1",
+                 "--hidden", "24", "--batch", "8", "--val-percent", "50", "--threads", "1",
+                 "--limit-steps", "2", "--quiet", "--room-prob", "1.0", "--tp-aux", "1.0"]) == 0
+    (h,) = json.loads((tmp_path / "tiny-history.json").read_text())
+    assert 0.0 <= h["val_tp_class_score"] <= 1.0 and h["loss"] > 0
+
+
+def test_tp_aux_loss_reaches_the_hidden_weights():
+    from model.network import SNN
+    from model.train import TPAuxLoss, TrainConfig
+
+    torch.manual_seed(0)
+    net = SNN(12, 16, 4)
+    aux = TPAuxLoss(net, 40, TrainConfig(data="", out=""))
+    spikes: list[torch.Tensor] = []
+    x = (torch.rand(3, 40, 12) < 0.4).float() * 3
+    net(x, spikes=spikes)
+    loss = aux(spikes, torch.tensor([0, 1, 3]))
+    loss.backward()
+    assert loss > 0 and net.w_in.grad.abs().sum() > 0 and net.w_rec.grad.abs().sum() > 0

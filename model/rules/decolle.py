@@ -1,4 +1,4 @@
-"""Deep Continuous Local Learning (DECOLLE; Kaiser, Mostafa & Neftci 2020), DESIGN §4.
+"""Deep Continuous Local Learning (DECOLLE; Kaiser, Mostafa & Neftci 2020), docs/design.md §4.
 
 Each hidden layer has a fixed random local readout G (C × H) and its own loss at every
 frame; gradients go through the current step only. DECOLLE writes the membrane as

@@ -1,5 +1,5 @@
 """Direct Random Target Projection (DRTP; Frenkel, Lefebvre & Bol 2021) on the recurrent LIF
-layer, frame by frame (DESIGN §4).
+layer, frame by frame (docs/design.md §4).
 
 DRTP replaces the error by its sign, which classification knows in advance: the error of the
 target class is negative, of the others ≈ 0, so e ≈ −c*. The hidden layer's learning signal
@@ -10,7 +10,7 @@ readout and no error computation:
     ∂W_in[j,i]  = L_j ψ_j x_i        ∂W_rec[j,i] = L_j ψ_j s⁻_i        W ← W − η ∂W
 
 ψ = surrogate(v~ − V_th) is f′ of the LIF step and the presynaptic factor is the current
-input (no trace): the rule is one step deep. DESIGN writes it δy = c* B,
+input (no trace): the rule is one step deep. the reference notes write it δy = c* B,
 ΔW = −η (δy ⊙ f′) yᵀ; with a random B drawn from a symmetric law, B and −B are the same rule.
 We write L = −c* B (the sign of the error) so that ``feedback="readout"`` (B = a frozen copy
 of the pretrained W_out) pushes up the neurons that vote for the target class.

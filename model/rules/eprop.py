@@ -1,4 +1,4 @@
-"""e-prop (Bellec et al. 2020) for the recurrent LIF layer, DESIGN §4.
+"""e-prop (Bellec et al. 2020) for the recurrent LIF layer, docs/design.md §4.
 
 Eligibility of the LIF synapse j←i (recurrent spikes and reset held fixed in ∂v~/∂W):
 

@@ -1,4 +1,4 @@
-"""Event-based Three-factor Local Plasticity (ETLP; Quintana et al. 2024), DESIGN §4.
+"""Event-based Three-factor Local Plasticity (ETLP; Quintana et al. 2024), docs/design.md §4.
 
 e-prop's LIF eligibility with DRTP's third factor, applied on random events:
 

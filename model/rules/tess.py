@@ -1,4 +1,4 @@
-"""TESS, a temporally and spatially local rule (Apolinario, Roy & Frenkel 2025), DESIGN §4.
+"""TESS, a temporally and spatially local rule (Apolinario, Roy & Frenkel 2025), docs/design.md §4.
 
 Spatially local: the layer makes its own prediction through a fixed binary matrix whose rows
 are square waves, and the learning signal is the gradient of that prediction's loss:

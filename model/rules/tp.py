@@ -1,4 +1,4 @@
-"""Traces Propagation (TP): forward-only, local, one step deep (DESIGN §3).
+"""Traces Propagation (TP): forward-only, local, one step deep (docs/design.md §3).
 
 Per hidden layer and time step, two streams share the neuron core:
 
