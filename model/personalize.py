@@ -40,6 +40,7 @@ from .pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel
 SPEAKER_SETS = ("val", "tune", "report", "all")
 CONDITIONS = ("clean", "room")
 MIN_CLIPS = 10  # keyword clips a speaker needs to be benchmarked
+_ROOMS: dict = {}  # simulators kept for callers that keep an encoding cache (sweeps)
 
 
 def support_query(clips: list[Clip], shots: str) -> tuple[list[Clip], list[Clip]]:
@@ -102,16 +103,29 @@ def speaker_pool(clips: list[Clip], which: str, val_percent: int,
     return speakers, pool
 
 
-def encode_clips(model: KWSModel, clips: list[Clip], room=None) -> tuple[torch.Tensor,
-                                                                           torch.Tensor]:
+def encode_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Network inputs (N, T, n_in) of whole clips and their class indices, in chunks of 256;
-    through ``room`` (a :class:`model.room.RoomSimulator`) if given."""
-    waves = load_waves(clips, progress=False)
-    if room is not None and len(clips):
-        waves = room.apply_batch(waves, [str(c.path) for c in clips],
-                                 [c.word != SILENCE for c in clips])
-    x = torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
-    return x, torch.tensor([class_index(c, model.labels) for c in clips], dtype=torch.long)
+    through ``room`` (a :class:`model.room.RoomSimulator`) if given.
+
+    ``cache`` (a dict the caller keeps) holds inputs already encoded by this model, keyed by
+    clip and room, so a sweep over many settings encodes each clip once.
+    """
+    labels = torch.tensor([class_index(c, model.labels) for c in clips], dtype=torch.long)
+    tag = None if room is None else room.room.seed
+    todo = [c for c in clips if cache is None or (str(c.path), tag) not in cache]
+    if todo:
+        waves = load_waves(todo, progress=False)
+        if room is not None:
+            waves = room.apply_batch(waves, [str(c.path) for c in todo],
+                                     [c.word != SILENCE for c in todo])
+        x = torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
+        if cache is None:
+            return x, labels
+        cache.update({(str(c.path), tag): xi for c, xi in zip(todo, x, strict=True)})
+    if not clips:
+        return torch.zeros(0), labels
+    return torch.stack([cache[(str(c.path), tag)] for c in clips]), labels
 
 
 @torch.no_grad()
@@ -155,9 +169,13 @@ def bench_personalize(
     condition: str = "clean",
     seed: int = 0,
     max_speakers: int = 0,
+    cache: dict | None = None,
     **hp,
 ) -> dict:
-    """Query accuracy, false accepts and retention before/after adapting, per speaker."""
+    """Query accuracy, false accepts and retention before/after adapting, per speaker.
+
+    ``cache``: see :func:`encode_clips` (only valid for one model's encoder).
+    """
     if val_percent is None:
         val_percent = int(model.config.meta.get("training", {}).get("val_percent", 20))
     if condition not in CONDITIONS:
@@ -181,10 +199,12 @@ def bench_personalize(
         if condition == "room":
             from .room import RoomSimulator, speaker_room
 
-            room = RoomSimulator(speaker_room(seed, spk), noise)
-        xs, ys = encode_clips(model, support, room)
-        xq, yq = encode_clips(model, query, room)
-        xr, yr = encode_clips(model, retention, room)
+            room = _ROOMS.get((seed, spk)) or RoomSimulator(speaker_room(seed, spk), noise)
+            if cache is not None:
+                _ROOMS[(seed, spk)] = room
+        xs, ys = encode_clips(model, support, room, cache)
+        xq, yq = encode_clips(model, query, room, cache)
+        xr, yr = encode_clips(model, retention, room, cache)
         m = model.clone()
         pq0, pr0 = predict_inputs(m, xq), predict_inputs(m, xr)
         adapt_inputs(m, xs, ys, rule=rule, epochs=epochs, **hp)
