@@ -208,7 +208,12 @@ class Espeak(Engine):
         return None if shutil.which("espeak-ng") else "espeak-ng not found (apt install espeak-ng)"
 
     def voices(self) -> list[str]:
-        return [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+        try:  # the accents this espeak-ng build has (column 2 of its voice table)
+            table = _run(["espeak-ng", "--voices=en"], text=True).stdout.splitlines()[1:]
+            have = {row.split()[1] for row in table if len(row.split()) > 1}
+        except (OSError, subprocess.SubprocessError):
+            have = set(ESPEAK_ACCENTS)
+        return [f"{a}+{v}" for a in ESPEAK_ACCENTS if a in have for v in ESPEAK_VARIANTS]
 
     def version(self) -> str:
         return _version(["espeak-ng", "--version"], r"text-to-speech: (\S+)")
@@ -438,6 +443,8 @@ def synth(
     if unknown:
         raise ValueError(f"unknown engine(s) {unknown}; choose from {ENGINES}")
     words = list(words) if words is not None else list(GSC_WORDS)
+    if (variants is not None and variants < 1) or limit < 0:
+        raise ValueError("variants must be >= 1 and limit >= 0")
     if any(not re.fullmatch(r"[a-z]+", w) for w in words):
         raise ValueError("words must be lower-case letters only")
 
@@ -544,8 +551,10 @@ def _readme(summary: dict, words: list[str], extra: list[str], speakers: list[Sp
         "",
         f"- seed: {summary['seed']}",
         f"- clips: {summary['clips']} from {summary['speakers']} synthetic speakers",
-        f"- words: {len(words)} (each said by {per_word or 'every'} speaker(s)); "
-        f"`_unknown_` words: {len(extra)} (each said by {per_unknown} speaker(s))",
+        f"- words: {len(words)}, each said by "
+        f"{f'{per_word} speaker(s)' if per_word else 'every speaker'}; `_unknown_` words: "
+        f"{len(extra)}, each said by {per_unknown} speaker(s)",
+        f"- sox: {_version(['sox', '--version'], r'(v[0-9.]+)')}",
         f"- limit: {limit or 'none'}",
         "",
         "| engine | version | voices | speakers | clips |",
@@ -569,6 +578,46 @@ def _readme(summary: dict, words: list[str], extra: list[str], speakers: list[Sp
         "",
     ]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- domain gap
+
+
+def domain_gap(folder: str | Path, model_path: str | Path | None = None) -> dict:
+    """The model's accuracy on the keyword clips of a synthetic folder, per engine (and for
+    each engine's voices as shipped vs. perturbed), with ``model.evaluate.evaluate_clips``."""
+    import torch
+
+    from .data import scan
+    from .evaluate import evaluate_clips
+    from .pipeline import PRETRAINED, KWSModel
+
+    folder = Path(folder)
+    with (folder / "manifest.csv").open(newline="") as f:
+        meta = {r["file"]: r for r in csv.DictReader(f)}
+    model = KWSModel.load(model_path or PRETRAINED)
+    clips = [c for c in scan(folder) if c.word in KEYWORDS]
+    row = {id(c): meta[f"{c.word}/{c.path.name}"] for c in clips}
+    shipped = {id(c): (row[id(c)]["pitch"], row[id(c)]["rate"], row[id(c)]["vtlp"])
+               == ("0", "1.00", "1.00") for c in clips}
+    unk = model.labels.index("_unknown_")
+    out = {}
+    torch.set_num_threads(1)
+    for name in [*sorted({r["engine"] for r in row.values()}), "all"]:
+        cs = [c for c in clips if name == "all" or row[id(c)]["engine"] == name]
+        r = evaluate_clips(model, cs)
+        res = {"n": r["n"], "speakers": len({c.speaker for c in cs}),
+               "accuracy": round(r["accuracy"], 3),
+               "to_unknown": round(sum(r["confusion"][i][unk] for i in range(len(KEYWORDS)))
+                                   / max(1, r["n"]), 3),
+               "per_class": {k: round(v["accuracy"], 2) for k, v in r["per_class"].items()}}
+        for part, want in (("as_shipped", True), ("perturbed", False)):
+            sub = [c for c in cs if shipped[id(c)] == want]
+            if sub:
+                res[part] = {"n": len(sub),
+                             "accuracy": round(evaluate_clips(model, sub)["accuracy"], 3)}
+        out[name] = res
+    return out
 
 
 # ---------------------------------------------------------------- argparse
@@ -617,3 +666,15 @@ def main(args: argparse.Namespace) -> int:
                     unknown_from=args.unknown_from, progress=not args.quiet)
     print(json.dumps(summary))
     return 0 if summary["clips"] else 1
+
+
+if __name__ == "__main__":  # python -m model.synth synth --out DIR ... | gap DIR
+    ap = argparse.ArgumentParser(prog="python -m model.synth")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_parser(sub)
+    g = sub.add_parser("gap", help="the model's keyword accuracy per engine on a synth folder")
+    g.add_argument("folder")
+    g.add_argument("--model")
+    g.set_defaults(func=lambda a: print(json.dumps(domain_gap(a.folder, a.model), indent=1)))
+    ns = ap.parse_args()
+    sys.exit(int(ns.func(ns) or 0))

@@ -157,3 +157,12 @@ def test_cli_and_skipped_engine(tmp_path, monkeypatch, capsys):
         res = S.synth(tmp_path / "skip", engines=["flite", "espeak-ng"], words=["go"],
                       voices=1, variants=1, unknown_words=0, progress=False)
     assert res["engines"] == ["espeak-ng"] and "flite" in res["skipped"] and res["clips"] == 1
+
+
+def test_domain_gap_reports_per_engine(espeak):
+    out, _ = espeak
+    res = S.domain_gap(out)
+    assert set(res) == {"espeak-ng", "all"}
+    assert res["all"]["n"] == 4 and set(res["all"]["per_class"]) == set(WORDS)
+    assert res["all"]["as_shipped"]["n"] == 4  # variants=1: each voice as shipped
+    assert 0.0 <= res["all"]["accuracy"] <= 1.0
