@@ -1,4 +1,4 @@
-"""``tracekws`` command line: train, evaluate, predict, bench, serve."""
+"""``tracekws`` command line: train, evaluate, predict, bench, data, serve."""
 
 from __future__ import annotations
 
@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--requests", type=int, default=400, help="service: /predict requests")
     b.add_argument("--clients", type=int, default=8, help="service: concurrent clients")
     b.set_defaults(func=cmd_bench)
+
+    dt = sub.add_parser("data", help="make data folders (synth: speech from offline TTS)")
+    from .synth import add_parser as add_synth_parser
+
+    add_synth_parser(dt.add_subparsers(dest="data_cmd", required=True))
 
     s = sub.add_parser("serve", help="run the HTTP service")
     s.add_argument("--host", default="127.0.0.1")

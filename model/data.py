@@ -104,8 +104,14 @@ def scan(root: str | Path, dedupe: bool = True) -> list[Clip]:
     return drop_duplicates(clips) if dedupe else clips
 
 
+SYNTHETIC = "tts-"  # speaker ids of `tracekws data synth` voices
+
+
 def is_validation(speaker: str, val_percent: int = 20) -> bool:
-    """Speaker-level split: sha1(speaker) mod 100 < val_percent."""
+    """Speaker-level split: sha1(speaker) mod 100 < val_percent. A synthetic voice is never a
+    validation speaker (it says nothing about people)."""
+    if speaker.startswith(SYNTHETIC):
+        return False
     return int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 100 < val_percent
 
 

@@ -19,9 +19,8 @@ pitch change and adds the speaker's shift, ``tempo 1/a`` restores the duration. 
 first speaker is the voice as shipped (0, 1, 1); the others are drawn without replacement
 from a grid, seeded by (seed, engine, voice). Speaker ids look like
 ``tts-espeak-ng-en-us-f3-p+2-r110-v096``: no ``_`` (``model.data`` parses
-``<speaker>_nohash_<n>``), never 8 hex digits like GSC's, and, when needed, a ``-t<k>``
-suffix keeps ``model.data.is_validation`` false for any ``val_percent <= 50``: a voice never
-counts as a validation speaker.
+``<speaker>_nohash_<n>``), never 8 hex digits like GSC's; ``model.data.is_validation`` keeps
+every ``tts-`` speaker on the training side: a voice never counts as a validation speaker.
 
 Everything follows from the seed: speaker settings, which speakers say which word, each
 clip's level, Piper's sampling noise (its ONNX session is seeded once per speaker, and a
@@ -106,7 +105,6 @@ PITCHES = list(range(-4, 5))  # semitones
 RATES = [round(0.80 + 0.05 * i, 2) for i in range(10)]  # 0.80 .. 1.25
 VTLPS = [round(0.90 + 0.02 * i, 2) for i in range(11)]  # 0.90 .. 1.10
 DEFAULT_VARIANTS = {"espeak-ng": 2, "flite": 8, "festival": 8, "piper": 24}
-NO_VAL_BELOW = 50  # speaker ids hash outside the validation split for val_percent <= this
 
 ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
                   "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
@@ -150,20 +148,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _is_val(speaker: str, val_percent: int) -> bool:
-    # the rule of model.data.is_validation (not imported: it would pull in torch's loaders)
-    return int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 100 < val_percent
-
-
 def speaker_id(engine: str, voice: str, pitch: int, rate: float, vtlp: float) -> str:
-    base = (f"tts-{_slug(engine)}-{_slug(voice)}-p{pitch:+d}-r{round(rate * 100):03d}"
+    """``tts-<engine>-<voice>-p<pitch>-r<rate>-v<vtlp>`` (the prefix is model.data.SYNTHETIC)."""
+    return (f"tts-{_slug(engine)}-{_slug(voice)}-p{pitch:+d}-r{round(rate * 100):03d}"
             f"-v{round(vtlp * 100):03d}")
-    if not _is_val(base, NO_VAL_BELOW):
-        return base
-    k = 1
-    while _is_val(f"{base}-t{k}", NO_VAL_BELOW):
-        k += 1
-    return f"{base}-t{k}"
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -571,8 +559,8 @@ def _readme(summary: dict, words: list[str], extra: list[str], speakers: list[Sp
         "speaking rate, pitch (semitones) and vtlp (formant frequencies x vtlp, from",
         "resampling) are applied with sox. Clips are 16 kHz mono 16-bit, silence-trimmed,",
         "levelled to a seeded peak of -20..-1 dBFS and centre-padded or cropped to 1 s.",
-        "`manifest.csv` lists every clip's settings. Speaker ids start with `tts-` and are",
-        "kept out of the validation split of `model.data.is_validation` (val_percent <= 50).",
+        "`manifest.csv` lists every clip's settings. Speaker ids start with `tts-`, which",
+        "`model.data.is_validation` always keeps on the training side.",
         "",
         "Voices: " + ", ".join(sorted({f"{s.engine}:{s.voice}" for s in speakers})),
         "",

@@ -48,6 +48,13 @@ for so in lib.glob("*.so"):
     so.unlink()
 PY
 
+if [ "$extras" = dev ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] \
+   && ! command -v espeak-ng >/dev/null; then
+  # the speech synthesiser `tracekws data synth` uses in its tests (flite and festival are
+  # optional engines: apt-get install flite festival festvox-kallpc16k)
+  apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null
+fi
+
 if [ -n "$extras" ]; then
   "${pip[@]}" -e ".[${extras}]"
 else

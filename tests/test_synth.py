@@ -86,7 +86,7 @@ def test_scan_reads_synthetic_speakers(espeak):
         assert c.speaker == by_file[f"{c.word}/{c.path.name}"]
         assert c.speaker.startswith("tts-") and "_" not in c.speaker
         assert not re.fullmatch(r"[0-9a-f]{8}", c.speaker)
-        assert not is_validation(c.speaker, 20) and not is_validation(c.speaker, 50)
+        assert not is_validation(c.speaker, 20) and not is_validation(c.speaker, 100)
         assert c.label() == (c.word if c.word in WORDS else UNKNOWN)
 
 
@@ -120,7 +120,7 @@ def test_speaker_ids_distinct_per_setting():
             settings.add((s.engine, s.voice, s.pitch, s.rate, s.vtlp))
             ids.add(s.id)
             assert s.id == S.speaker_id(s.engine, s.voice, s.pitch, s.rate, s.vtlp)
-            assert "_" not in s.id and not is_validation(s.id, 50)
+            assert "_" not in s.id and not is_validation(s.id, 100)
     assert len(ids) == len(settings) >= 64 * 8
     espeak = S.make_speakers("espeak-ng", ["en-us+f3"], 4, seed=0)
     assert (espeak[0].pitch, espeak[0].rate, espeak[0].vtlp) == (0, 1.0, 1.0)
