@@ -24,7 +24,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         data=a.data, out=a.out, epochs=a.epochs, batch=a.batch, lr=a.lr, hidden=a.hidden,
         encoder=a.encoder, threshold=a.threshold, levels=a.levels, val_percent=a.val_percent,
         seed=a.seed, threads=a.threads, resume=a.resume, rule=a.rule, limit_steps=a.limit_steps,
-        room_prob=a.room_prob, tp_aux=a.tp_aux,
+        room_prob=a.room_prob, tp_aux=a.tp_aux, extra_data=tuple(a.extra_data),
     )
     summary = train(cfg, progress=not a.quiet)
     summary.pop("history", None)
@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--extra-data", nargs="*", default=[],
+                   help="more folders in GSC layout used for training only (e.g. synthetic "
+                        "speech from `tracekws data synth`)")
     t.add_argument("--room-prob", type=float, default=0.0,
                    help="share of training clips sent through simulated rooms")
     t.add_argument("--tp-aux", type=float, default=0.0,

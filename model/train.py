@@ -49,6 +49,7 @@ class TrainConfig:
     snr_db: tuple[float, float] = (10.0, 30.0)
     time_mask: int = 5
     mel_mask: int = 4
+    extra_data: tuple[str, ...] = ()  # more folders for training only (e.g. `data synth`)
     room_prob: float = 0.0  # share of training clips sent through a simulated room
     room_pool: int = 64  # rooms drawn for training (seeds apart from the benchmarks' rooms)
     tp_aux: float = 0.0  # weight of TP's layer loss (all-classes contrast) beside the CE
@@ -79,6 +80,8 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     """Load audio, fit the normalisation on the training speakers, encode the validation set."""
     clips = scan(cfg.data)
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
+    for extra in cfg.extra_data:  # never validation: the validation speakers are real people
+        train_c += scan(extra)
     if not train_c:
         raise ValueError(f"no training speakers in {cfg.data} with --val-percent {cfg.val_percent}")
     train_waves = load_waves(train_c, progress=progress)
@@ -183,7 +186,8 @@ def save_best(
     """Save the model with its training metadata and a readout replay bank."""
     from .adapt import build_replay
 
-    model.config.meta = {"training": asdict(cfg) | {"best_epoch": epoch + 1},
+    model.config.meta = {"training": asdict(cfg) | {"best_epoch": epoch + 1,
+                                                    "train_clips": len(p.train_y)},
                          "val_accuracy": val_acc}
     model.replay = build_replay(model, p.train_waves, p.train_y)
     model.save(out)
