@@ -40,6 +40,8 @@ TYPES: dict[str, tuple[int, str, str]] = {
     "body-too-large": (413, "Body too large", "The request body exceeds the upload limit."),
     "audio-too-long": (413, "Audio too long", "The audio exceeds the duration limit."),
     "upload-timeout": (408, "Upload stalled", "No body bytes arrived for too long."),
+    "stream-idle": (408, "Stream idle", "The WebSocket received no message for "
+                    "TRACEKWS_STREAM_IDLE_TIMEOUT_S seconds and was closed."),
     "empty-audio": (422, "Empty audio", "The body holds no audio samples."),
     "not-audio": (422, "Not audio", "The body is not a readable WAV, FLAC or OGG file."),
     "truncated-audio": (422, "Truncated audio", "The audio file ends before its header says."),

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     torch_threads: int = 1  # intra-op threads per job
     stream_threshold: float = 0.5
     stream_max_message_bytes: int = 1024 * 1024
+    stream_idle_timeout_s: float = 60.0  # a /stream that receives nothing this long is closed
+    http_header_timeout_s: float = 10.0  # uvicorn_config(): request line + headers deadline
+    http_max_connections: int = 1000  # uvicorn_config(): limit_concurrency (then 503)
     db_busy_timeout_ms: int = 10_000
 
     @field_validator("api_keys", mode="before")
@@ -223,6 +226,20 @@ class Settings(BaseSettings):
     def _msg(cls, v: int) -> int:
         if not 1024 <= v <= 64 * 1024 * 1024:
             raise ValueError("stream_max_message_bytes must be between 1 KiB and 64 MiB")
+        return v
+
+    @field_validator("stream_idle_timeout_s", "http_header_timeout_s")
+    @classmethod
+    def _timeouts(cls, v: float) -> float:
+        if not 0.1 <= v <= 3600:
+            raise ValueError("stream and header timeouts must be between 0.1 and 3600 s")
+        return v
+
+    @field_validator("http_max_connections")
+    @classmethod
+    def _conns(cls, v: int) -> int:
+        if not 1 <= v <= 100_000:
+            raise ValueError("http_max_connections must be between 1 and 100000")
         return v
 
     @field_validator("db_busy_timeout_ms")

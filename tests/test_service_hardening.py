@@ -168,20 +168,26 @@ def test_state_changing_body_needs_a_json_or_audio_type(client):
 KEY = "secret-key-0123456789-XYZ"
 
 
-def _serve(tmp_path, model: Path, *args: str, **env: str):
-    """A real uvicorn process (uvicorn's own logging, access log on) and its log file."""
+HARDENED = ("import sys, uvicorn; from service.server import uvicorn_config; "
+            "uvicorn.run('service.main:create_app', factory=True, host='127.0.0.1', "
+            "port=int(sys.argv[1]), **uvicorn_config())")
+
+
+def _serve(tmp_path, model: Path, *args: str, hardened: bool = False, **env: str):
+    """A real uvicorn process (uvicorn's own logging, access log on) and its log file;
+    ``hardened``: run as ``uvicorn.run(..., **service.server.uvicorn_config())``."""
     from conftest import free_port
 
     port = free_port()
     log = tmp_path / f"uvicorn-{port}.log"
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TRACEKWS_DATA_DIR": str(tmp_path / "d"),
                 "TRACEKWS_MODEL_PATH": str(model), "TRACEKWS_TORCH_THREADS": "1", **env}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
+    argv = ([sys.executable, "-c", HARDENED, str(port)] if hardened else
             [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), *args],
-            cwd=Path(__file__).resolve().parent.parent, env=full_env, stdout=out,
-            stderr=subprocess.STDOUT)
+             "--host", "127.0.0.1", "--port", str(port), *args])
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent, env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -261,3 +267,94 @@ def test_no_key_in_any_log_line(tmp_path, small_model_path):
     assert "[redacted]" in text
     leaked = [line for line in text.splitlines() if KEY in line]
     assert not leaked, leaked
+
+
+# ---- F7 / F6: odd paths, WebSocket limits, slow and over-long requests -----------------------
+def test_static_nul_is_404(client):
+    for path in ("/static/a%00b", "/static/%00", "/static/app.js%00.png"):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.text)
+        assert r.headers["content-type"] == PROBLEM
+
+
+def test_idle_stream_is_closed(make_client):
+    from starlette.websockets import WebSocketDisconnect
+
+    c = make_client(stream_idle_timeout_s=0.3)
+    with c.websocket_connect("/stream") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        msg = ws.receive_json()  # nothing sent: closed after 0.3 s
+        assert msg["type"] == "error" and msg["problem"]["code"] == "stream-idle"
+        with pytest.raises(WebSocketDisconnect) as e:
+            ws.receive_json()
+        assert e.value.code == 4408
+
+
+def _raw(port: int, data: bytes, timeout: float = 10.0, trickle: float = 0.0) -> bytes:
+    """Send ``data`` on a raw socket (``trickle``: one byte every so often); what comes back
+    before the server closes (or ``timeout``)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            if trickle:
+                for b in data:
+                    s.sendall(bytes([b]))
+                    time.sleep(trickle)
+            else:
+                s.sendall(data)
+        except OSError:
+            pass
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except (TimeoutError, OSError):
+            out += b"<timeout>"
+        return out
+
+
+def _upgrade(target: str, extra: str = "") -> bytes:
+    return (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+def test_uvicorn_config_limits(tmp_path, small_model_path):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    proc, url, log = _serve(tmp_path, small_model_path, hardened=True,
+                            TRACEKWS_HTTP_HEADER_TIMEOUT_S="1",
+                            TRACEKWS_STREAM_MAX_MESSAGE_BYTES=str(64 * 1024))
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        t0 = time.monotonic()
+        out = _raw(port, _upgrade("/stream?x=" + "a" * 9000))  # > 8 KB request line
+        assert out.startswith(b"HTTP/1.1 414"), out[:200]
+        out = _raw(port, _upgrade("/stream", f"X-Long: {'b' * 9000}\r\n"))  # > 8 KB header
+        assert out.startswith(b"HTTP/1.1 4"), out[:200]
+        out = _raw(port, b"GET /profiles?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 414"), out[:200]
+        assert time.monotonic() - t0 < 5  # answered, not left hanging
+        # slow headers, and a connection that never sends anything: closed after 1 s
+        t0 = time.monotonic()
+        out = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100,
+                   trickle=0.05)
+        assert b"408" in out.split(b"\r\n", 1)[0], out[:200]
+        assert _raw(port, b"") .startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - t0 < 10
+        # keep-alive requests still work
+        with httpx.Client(base_url=url, timeout=10) as c:
+            for _ in range(3):
+                assert c.get("/healthz").status_code == 200
+        # a WebSocket message over STREAM_MAX_MESSAGE_BYTES is refused by the protocol
+        with connect(url.replace("http", "ws") + "/stream", max_size=None) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            ws.send(b"\0" * (256 * 1024))
+            with pytest.raises(ConnectionClosed) as e:
+                while True:
+                    ws.recv(timeout=10)
+            assert e.value.rcvd is not None and e.value.rcvd.code == 1009
+    finally:
+        _stop(proc)

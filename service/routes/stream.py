@@ -138,8 +138,14 @@ async def stream(ws: WebSocket) -> None:
             "threshold": det.config.threshold}))
         limit = rt.settings.stream_max_message_bytes
         next_posteriors = 0.0
+        idle = rt.settings.stream_idle_timeout_s
         while True:
-            msg = await ws.receive()
+            try:
+                with anyio.fail_after(idle):
+                    msg = await ws.receive()
+            except TimeoutError:
+                await _fail(ws, Problem("stream-idle", f"no message for {idle:g} s"))
+                break
             if msg["type"] == "websocket.disconnect":
                 break
             data = msg.get("bytes")

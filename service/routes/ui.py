@@ -40,7 +40,11 @@ async def index() -> FileResponse:
 
 @router.get("/static/{name:path}")
 async def static(name: str) -> FileResponse:
-    path = (STATIC / name).resolve()
-    if not path.is_relative_to(STATIC) or not path.is_file():
+    try:  # a NUL byte (/static/a%00b) or an unrepresentable name is simply not a file
+        path = (STATIC / name).resolve()
+        found = "\x00" not in name and path.is_relative_to(STATIC) and path.is_file()
+    except (ValueError, OSError):
+        found = False
+    if not found:
         raise Problem("not-found", f"no static file {name!r}")
     return _file(path)
