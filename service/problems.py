@@ -66,6 +66,8 @@ TYPES: dict[str, tuple[int, str, str]] = {
                         "last good version."),
     "busy": (503, "Busy", "Every audio decode slot is taken; retry after `Retry-After` "
              "seconds."),
+    "insufficient-storage": (507, "Insufficient storage", "The disk (or database) is full; "
+                             "nothing was saved. Deleting a profile frees space."),
     "not-ready": (503, "Not ready", "The service is starting or its database is unavailable."),
     "http-error": (400, "Bad request", "The request is malformed."),
     "internal-error": (500, "Internal error", "An unexpected error; it has been logged."),
@@ -108,6 +110,25 @@ def audio_problem(exc: AudioError) -> Problem:
     return Problem(code, str(exc))
 
 
+def disk_full_reason(exc: BaseException | None) -> str | None:
+    """Why ``exc`` (or what it wraps) means the disk or database is full, else None:
+    OSError ENOSPC/EDQUOT, SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's
+    53100 disk_full."""
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 8:
+        seen += 1
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{errno.errorcode[exc.errno]}: {exc.strerror or 'no space left on device'}"
+        if getattr(exc, "sqlite_errorcode", None) == 13 or "database or disk is full" in str(exc):
+            return "the database or disk is full"
+        if getattr(exc, "pgcode", None) == "53100" or type(exc).__name__ == "DiskFull":
+            return "the database server's disk is full"
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return None
+
+
 def _jsonable_errors(errors: list[dict]) -> list[dict]:
     out = []
     for e in errors:
@@ -141,6 +162,25 @@ def install(app: FastAPI) -> None:
         p = Problem(code, detail, status=exc.status_code, headers=dict(exc.headers or {}))
         p.title = HTTPStatus(exc.status_code).phrase
         return problem_response(p, request)
+
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        """OS and database errors: 507 when the disk is full, else the generic 500."""
+        full = disk_full_reason(exc)
+        if full is None:
+            return await _unexpected(request, exc)
+        # not a bug: the disk is full; /readyz says so until a write works
+        rt = getattr(request.app.state, "runtime", None)
+        if rt is not None:
+            rt.storage_full(full)
+        log.error("write failed, storage full: %s %s: %s", request.method, request.url.path,
+                  full)
+        return problem_response(Problem("insufficient-storage", f"nothing was saved: {full}"),
+                                request)
+
+    from sqlalchemy.exc import DBAPIError
+
+    app.add_exception_handler(OSError, _storage)
+    app.add_exception_handler(DBAPIError, _storage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

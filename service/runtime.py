@@ -88,6 +88,7 @@ class Runtime:
         self.started = time.time()
         self.engine = None
         self.ready = False
+        self.storage_error: str | None = None  # set by a write failing for space
 
     # ---- startup / shutdown ---------------------------------------------------------------
     def start(self) -> None:
@@ -156,6 +157,22 @@ class Runtime:
             self.metrics.inc("tracekws_busy_total")
             raise Problem("busy", f"all {self.settings.max_concurrent_decodes} decode slots "
                           "are taken; retry", headers={"Retry-After": "1"}) from None
+
+    def storage_full(self, reason: str) -> None:
+        if self.storage_error is None:
+            log.error("storage full (%s): not ready until a write succeeds", reason)
+        self.storage_error = reason
+
+    def storage_ok(self) -> None:
+        if self.storage_error is not None:
+            log.info("a write succeeded: storage no longer full")
+        self.storage_error = None
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """A database write in a worker thread; success clears the storage-full state."""
+        out = await self.io(fn, *args, **kw)
+        self.storage_ok()
+        return out
 
     async def compute(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """CPU-bound torch work in a worker thread, at most ``workers`` at a time."""

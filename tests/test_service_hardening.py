@@ -358,3 +358,56 @@ def test_uvicorn_config_limits(tmp_path, small_model_path):
             assert e.value.rcvd is not None and e.value.rcvd.code == 1009
     finally:
         _stop(proc)
+
+
+# ---- F3: a full disk is a 507, /readyz says so, DELETE still frees space ---------------------
+def _enospc(*a, **k):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _sqlite_full(*a, **k):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    raise OperationalError("INSERT INTO versions ...", {},
+                           sqlite3.OperationalError("database or disk is full"))
+
+
+def test_disk_full_is_507_and_not_ready(client, monkeypatch):
+    wav = encode_wav(wave("yes", 0))
+    rt = client.app.state.runtime
+    assert client.post("/profiles", json={"name": "full"}).status_code == 201
+    assert client.get("/readyz").status_code == 200
+    with monkeypatch.context() as m:
+        m.setattr(rt.store, "commit_version", _enospc)
+        m.setattr(rt.store, "create_profile", _sqlite_full)
+        m.setattr("service.decoding.BoundedDecoder.feed", _enospc)  # the spool write
+        for r in (client.post("/adapt", params={"profile": "full", "label": "yes"},
+                              content=wav, headers=AUDIO),
+                  client.post("/profiles", json={"name": "other"}),
+                  client.post("/predict", content=wav, headers=AUDIO)):
+            assert r.status_code == 507, r.text
+            assert r.headers["content-type"] == PROBLEM
+            assert r.json()["code"] == "insufficient-storage"
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["reason"] == "storage-full"
+        assert "storage full" in r.json()["detail"]
+        m.setattr(rt.store, "delete_profile", _fail_once(rt.store.delete_profile))
+        assert client.delete("/profiles/full").status_code == 204  # frees space, then works
+    assert client.get("/profiles/full").status_code == 404
+    assert client.get("/readyz").status_code == 200  # a write succeeded
+
+
+def _fail_once(fn):
+    calls = [0]
+
+    def wrapped(*a, **k):
+        calls[0] += 1
+        if calls[0] == 1:
+            _sqlite_full()
+        return fn(*a, **k)
+
+    return wrapped

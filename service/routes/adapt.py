@@ -146,7 +146,7 @@ async def adapt(
                     dest = s.audio_dir / profile / f"{sha256(weights)[:16]}-{uuid.uuid4().hex}"
                     tags["audio"] = os.path.relpath(await rt.io(job.keep_raw, dest), s.data_dir)
                 try:
-                    info = await rt.io(
+                    info = await rt.write(
                         rt.store.commit_version, profile, parent.number, weights, rule, label,
                         result.hyperparameters, result.utterances,
                         list(job.session.model.labels),

@@ -34,6 +34,9 @@ async def readyz(request: Request) -> JSONResponse:
         revision = await rt.io(_check)
     except Exception as exc:
         raise Problem("not-ready", f"database unavailable ({type(exc).__name__})") from exc
+    if rt.storage_error is not None:
+        raise Problem("not-ready", f"storage full ({rt.storage_error}); it clears when a "
+                      "write succeeds (deleting a profile frees space)", reason="storage-full")
     if revision != rt.schema:
         raise Problem("not-ready", f"database schema {revision} is not {rt.schema}")
     return JSONResponse({"status": "ready", "schema": revision,

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..auth import authorize, visible
-from ..problems import Problem
+from ..problems import Problem, disk_full_reason
 from ..runtime import Runtime, runtime
 from ..settings import DEFAULT_PROFILE, RULES
 from ..validation import PROFILE_PATTERN, ProfilePath
@@ -72,7 +72,7 @@ async def create_profile(request: Request) -> JSONResponse:
     authorize(request, body.name, write=True)
     if body.name == DEFAULT_PROFILE:
         raise Problem("profile-exists", "'default' is the built-in profile")
-    info = await rt.io(rt.store.create_profile, body.name, body.store_audio, body.rule)
+    info = await rt.write(rt.store.create_profile, body.name, body.store_audio, body.rule)
     return JSONResponse(info.public(), status_code=201,
                         headers={"Location": f"/profiles/{body.name}"})
 
@@ -93,8 +93,29 @@ async def delete_profile(request: Request, profile: ProfilePath) -> Response:
         raise Problem("read-only-profile")
     authorize(request, profile, write=True)
     async with rt.lock(profile):
-        await rt.io(rt.store.delete_profile, profile)
         audio = rt.settings.audio_dir / profile
+        try:
+            await rt.write(rt.store.delete_profile, profile)
+        except Exception as exc:
+            if disk_full_reason(exc) is None:
+                raise
+            # deleting is how space is freed, so it must work on a full disk: drop the
+            # profile's recordings and stale spool files first, then delete the rows again
+            await rt.io(shutil.rmtree, audio, True)
+            await rt.io(_clear_spool, rt.settings.spool_dir)
+            await rt.write(rt.store.delete_profile, profile)
         if audio.is_dir():
             await rt.io(shutil.rmtree, audio, True)
     return Response(status_code=204)
+
+
+def _clear_spool(spool) -> None:
+    """Spool files no request holds open any more (orphans of killed requests)."""
+    import time
+
+    for f in spool.glob("*"):
+        try:
+            if f.is_file() and time.time() - f.stat().st_mtime > 600:
+                f.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -45,7 +45,7 @@ async def activate(request: Request, profile: ProfilePath, version: VersionPath)
     if profile == DEFAULT_PROFILE:
         raise Problem("read-only-profile")
     authorize(request, profile, write=True)
-    previous, info = await rt.io(rt.store.activate, profile, version)
+    previous, info = await rt.write(rt.store.activate, profile, version)
     return JSONResponse({"profile": profile, "active_version": info.number,
                          "previous_version": previous, "sha256": info.sha256})
 
