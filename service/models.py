@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -48,6 +49,7 @@ class Version(Base):
         UniqueConstraint("profile", "number", name="uq_versions_profile_number"),
         ForeignKeyConstraint(["profile", "parent"], ["versions.profile", "versions.number"],
                              name="fk_versions_parent", ondelete="CASCADE"),
+        Index("uq_versions_profile_idempotency_key", "profile", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -66,6 +68,8 @@ class Version(Base):
     size: Mapped[int] = mapped_column(Integer)
     weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the Idempotency-Key of the /adapt call that made it (a retry returns this version)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Alias(Base):

@@ -61,6 +61,8 @@ TYPES: dict[str, tuple[int, str, str]] = {
     "profile-exists": (409, "Profile exists", "A profile with this name already exists."),
     "version-conflict": (409, "Version conflict", "The profile's active version changed while "
                          "this adaptation ran; retry it."),
+    "idempotency-key-reused": (422, "Idempotency key reused", "This Idempotency-Key already "
+                               "made a version of this profile for another label."),
     "corrupt-weights": (409, "Corrupt weights", "The stored weights of this version fail "
                         "their sha256 check; it cannot be used. The profile keeps serving its "
                         "last good version."),

@@ -41,6 +41,14 @@ class VersionConflict(StoreError):
     """The active version is no longer the parent an adaptation started from."""
 
 
+class IdempotentReplay(StoreError):
+    """A version with this Idempotency-Key already exists: ``info`` (nothing was added)."""
+
+    def __init__(self, info: VersionInfo) -> None:
+        super().__init__(f"{info.profile} version {info.number} has this idempotency key")
+        self.info = info
+
+
 class CorruptWeights(StoreError):
     def __init__(self, profile: str, number: int, expected: str, actual: str) -> None:
         super().__init__(f"the stored weights of {profile} version {number} fail their sha256 "
@@ -210,6 +218,12 @@ class Store:
                 raise UnknownVersion(f"{name} has no version {number}")
             return self._row_info(row)
 
+    def by_idempotency_key(self, name: str, key: str) -> VersionInfo | None:
+        with session(self.engine) as s:
+            row = s.execute(select(*_VERSION_COLS).where(
+                Version.profile == name, Version.idempotency_key == key)).first()
+            return None if row is None else self._row_info(row)
+
     def weights(self, info: VersionInfo) -> bytes:
         """The version's safetensors bytes, sha256-checked."""
         with session(self.engine) as s:
@@ -224,26 +238,40 @@ class Store:
     def commit_version(self, name: str, parent: int, weights: bytes, rule: str, label: str,
                        hyperparameters: dict, clips: int, labels: list[str],
                        metrics: dict, tags: dict | None = None,
-                       create: bool = False) -> VersionInfo:
+                       create: bool = False, idempotency_key: str | None = None
+                       ) -> VersionInfo:
         """Add a version as the new active version, in one transaction, if ``parent`` is
         still the active version (else :class:`VersionConflict`: no lost update).
 
         ``create``: a profile that does not exist yet is created in the same transaction
         (version 1 = the shipped model, which must then be ``parent``), so a failed first
         /adapt leaves nothing behind.
+
+        ``idempotency_key``: stored with the version; if the profile already has a version
+        with it, :class:`IdempotentReplay` (carrying that version) and nothing is added.
         """
         try:
             return self._commit(name, parent, weights, rule, label, hyperparameters, clips,
-                                labels, metrics, tags, create)
+                                labels, metrics, tags, create, idempotency_key)
         except IntegrityError as exc:  # a concurrent writer in another process won
+            if idempotency_key is not None:
+                done = self.by_idempotency_key(name, idempotency_key)
+                if done is not None:
+                    raise IdempotentReplay(done) from None
             raise VersionConflict(f"{name}: another version was committed concurrently"
                                   ) from exc
 
     def _commit(self, name, parent, weights, rule, label, hyperparameters, clips, labels,
-                metrics, tags, create) -> VersionInfo:
+                metrics, tags, create, idempotency_key=None) -> VersionInfo:
         with session(self.engine, write=True) as s:
             alias = s.execute(select(Alias).where(Alias.profile == name, Alias.name == ACTIVE)
                               .with_for_update()).scalar_one_or_none()
+            if idempotency_key is not None and alias is not None:
+                row = s.execute(select(*_VERSION_COLS).where(
+                    Version.profile == name, Version.idempotency_key == idempotency_key)
+                ).first()
+                if row is not None:
+                    raise IdempotentReplay(self._row_info(row))
             if alias is None:
                 if not create or s.get(Profile, name) is not None:
                     raise UnknownProfile(name)
@@ -260,7 +288,7 @@ class Store:
             v = Version(profile=name, number=number, parent=parent, rule=rule, label=label,
                         hyperparameters=hyperparameters, clips=clips, labels=labels,
                         metrics=metrics, sha256=sha256(weights), size=len(weights),
-                        weights=weights, tags=tags or {})
+                        weights=weights, tags=tags or {}, idempotency_key=idempotency_key)
             s.add(v)
             s.flush()
             alias.version_id = v.id

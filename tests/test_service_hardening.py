@@ -411,3 +411,30 @@ def _fail_once(fn):
         return fn(*a, **k)
 
     return wrapped
+
+
+# ---- Idempotency-Key on /adapt --------------------------------------------------------------
+def test_adapt_idempotency_key_survives_restart(make_client):
+    wav = encode_wav(wave("yes", 0))
+
+    def adapt(c, key, label="yes", profile="idem"):
+        return c.post("/adapt", params={"profile": profile, "label": label}, content=wav,
+                      headers={**AUDIO, "idempotency-key": key})
+
+    c = make_client()
+    first = adapt(c, "k-1")
+    assert first.status_code == 201
+    again = adapt(c, "k-1")
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["version"] == first.json()["version"] == 2
+    assert again.json()["sha256"] == first.json()["sha256"]
+    assert c.get("/profiles/idem").json()["versions"] == 2  # no second version
+    c2 = make_client()  # a restarted service on the same database
+    assert adapt(c2, "k-1").json()["version"] == 2
+    assert adapt(c2, "k-2").status_code == 201  # a new key: a new version
+    assert c2.get("/profiles/idem").json()["versions"] == 3
+    assert adapt(c2, "k-1", profile="other").status_code == 201  # keys are per profile
+    r = adapt(c2, "k-1", label="no")
+    assert r.status_code == 422 and r.json()["code"] == "idempotency-key-reused"
+    r = adapt(c2, "bad\nkey")
+    assert r.status_code == 422

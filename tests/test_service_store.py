@@ -82,8 +82,8 @@ def test_migrations_are_idempotent_and_db_is_wal(make_client, service_settings, 
     _adapt(c, "dave", wav)
     make_client()  # a second start on the same database
     rt = c.app.state.runtime
-    assert db.current_revision(rt.engine) == "0002_profile_rule"
-    assert db.migrate(rt.engine) == "0002_profile_rule"
+    assert db.current_revision(rt.engine) == "0003_idempotency_key"
+    assert db.migrate(rt.engine) == "0003_idempotency_key"
     assert db.integrity_ok(rt.engine)
     with _db(service_settings()) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -146,7 +146,7 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(make_client, servic
         cols = [r[1] for r in conn.execute("PRAGMA table_info(profiles)")]
         assert "rule" not in cols
     c2 = make_client()  # starting the service migrates the old database
-    assert db.current_revision(c2.app.state.runtime.engine) == "0002_profile_rule"
+    assert db.current_revision(c2.app.state.runtime.engine) == "0003_idempotency_key"
     versions = c2.get("/profiles/hana/versions").json()["versions"]
     assert [v["version"] for v in versions] == [1, 2]
     assert c2.get("/profiles/hana").json()["rule"] is None

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
@@ -27,7 +27,7 @@ from ..auth import authorize
 from ..problems import Problem
 from ..runtime import Runtime, runtime
 from ..settings import DEFAULT_PROFILE, RULES, check_hyperparameters
-from ..store import UnknownProfile, sha256
+from ..store import IdempotentReplay, UnknownProfile, VersionInfo, sha256
 from ..upload import audio_chunks, check_headers
 from ..validation import ProfileQuery, validate_label
 
@@ -93,6 +93,30 @@ def _hyperparameters(rt: Runtime, rule: str | None, given: dict[str, Any]
     return rule, hp
 
 
+def _replay(info: VersionInfo, label: str) -> JSONResponse:
+    """The answer of the /adapt call that made ``info``, for a retry with its key (200)."""
+    if info.label != label:
+        raise Problem("idempotency-key-reused", f"this Idempotency-Key made version "
+                      f"{info.number} for label {info.label!r}, not {label!r}")
+    m = info.metrics
+    body = {"profile": info.profile, "version": info.number, "parent": info.parent,
+            "label": info.label, "new_label": m.get("new_label"),
+            "utterances": m.get("utterances", info.clips),
+            "prob_before": round(m.get("prob_before", 0.0), 6),
+            "prob_after": round(m.get("prob_after", 0.0), 6), "rule": info.rule,
+            "hyperparameters": info.hyperparameters, "sha256": info.sha256,
+            "audio_seconds": round(m.get("audio_seconds", 0.0), 3), "replayed": True}
+    return JSONResponse(body, status_code=200, headers={
+        "Location": f"/profiles/{info.profile}/versions/{info.number}",
+        "Idempotent-Replayed": "true"})
+
+
+def _check_key(key: str | None) -> None:
+    if key is not None and not (1 <= len(key) <= 128 and key.isascii() and key.isprintable()):
+        raise Problem("validation-error", "Idempotency-Key must be 1-128 printable ASCII "
+                      "characters")
+
+
 @router.post("/adapt", status_code=201, summary="Personalise a profile on a recording")
 async def adapt(
     request: Request,
@@ -107,15 +131,24 @@ async def adapt(
     update_every: int | None = Query(None, ge=1, le=1000),
     contrast: Literal["classes", "batch"] | None = Query(None),
     readout: Literal["final", "frame"] | None = Query(None),
+    idempotency_key: str | None = Header(
+        None, alias="Idempotency-Key", max_length=128,
+        description="a retry with the same key (same profile) returns the version the first "
+                    "call made (200, `Idempotent-Replayed: true`) instead of adding one"),
 ) -> Response:
     t0 = time.perf_counter()
     rt = runtime(request)
     s = rt.settings
     validate_label(label)
+    _check_key(idempotency_key)
     if profile == DEFAULT_PROFILE:
         raise Problem("read-only-profile")
     authorize(request, profile, write=True)
     check_headers(request, s.max_upload_bytes)  # 415 / 413 before anything else
+    if idempotency_key is not None:  # a retry: answer before reading the body
+        done = await rt.io(rt.store.by_idempotency_key, profile, idempotency_key)
+        if done is not None:
+            return _replay(done, label)
     if rule is None:  # the profile's own rule, if it has one (a profile's rule never changes)
         try:
             rule = (await rt.io(rt.store.get_profile, profile)).rule
@@ -127,6 +160,11 @@ async def adapt(
     outcome = "error"
     try:
         async with rt.lock(profile):
+            if idempotency_key is not None:  # a concurrent twin committed while we waited
+                done = await rt.io(rt.store.by_idempotency_key, profile, idempotency_key)
+                if done is not None:
+                    outcome = "replayed"
+                    return _replay(done, label)
             try:
                 parent = await rt.io(rt.store.version, profile)
                 create, keep_audio = False, (await rt.io(rt.store.get_profile, profile)
@@ -153,7 +191,12 @@ async def adapt(
                         {"prob_before": result.prob_before, "prob_after": result.prob_after,
                          "utterances": result.utterances, "new_label": result.new_label,
                          "audio_seconds": job.decoder.samples_out / 16_000},
-                        tags=tags, create=create)
+                        tags=tags, create=create, idempotency_key=idempotency_key)
+                except IdempotentReplay as exc:  # another process committed it first
+                    if tags:
+                        (s.data_dir / tags["audio"]).unlink(missing_ok=True)
+                    outcome = "replayed"
+                    return _replay(exc.info, label)
                 except BaseException:
                     if tags:
                         (s.data_dir / tags["audio"]).unlink(missing_ok=True)
