@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Path, Query
 
 from .problems import Problem
-from .settings import PROFILE_RE
+from .settings import DEFAULT_PROFILE, PROFILE_RE
 
 PROFILE_PATTERN = PROFILE_RE.pattern
 MAX_LABEL = 64
@@ -18,8 +18,15 @@ ProfilePath = Annotated[str, Path(pattern=PROFILE_PATTERN, description="profile 
 VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="version number")]
 
 
+def reserved_profile(name: str) -> bool:
+    """``default`` (the shipped model) in any case form: ``DEFAULT``, ``Default``..."""
+    return name.casefold() == DEFAULT_PROFILE
+
+
 def validate_label(label: str) -> str:
-    """1-64 characters, no control/format characters, no surrounding whitespace."""
+    """1-64 characters, no control/format characters, no surrounding whitespace; returned
+    in Unicode NFC, so a composed and a decomposed spelling are one label."""
+    label = unicodedata.normalize("NFC", label)
     if not label:
         raise Problem("invalid-label", "the label is empty")
     if len(label) > MAX_LABEL:

@@ -438,3 +438,29 @@ def test_adapt_idempotency_key_survives_restart(make_client):
     assert r.status_code == 422 and r.json()["code"] == "idempotency-key-reused"
     r = adapt(c2, "bad\nkey")
     assert r.status_code == 422
+
+
+# ---- names: labels in NFC, `default` reserved in every case form -----------------------------
+def test_reserved_default_in_every_case(client):
+    wav = encode_wav(wave("yes", 0))
+    for name in ("DEFAULT", "Default", "dEfAuLt"):
+        r = client.post("/profiles", json={"name": name})
+        assert r.status_code == 409 and r.json()["code"] == "profile-exists", name
+        r = client.post("/adapt", params={"profile": name, "label": "yes"}, content=wav,
+                        headers=AUDIO)
+        assert r.status_code == 403 and r.json()["code"] == "read-only-profile", name
+    assert [p["name"] for p in client.get("/profiles").json()["profiles"]] == ["default"]
+
+
+def test_labels_are_nfc(client):
+    wav = encode_wav(wave("yes", 0))
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    r1 = client.post("/adapt", params={"profile": "nfc", "label": decomposed}, content=wav,
+                     headers=AUDIO)
+    assert r1.status_code == 201 and r1.json()["label"] == composed
+    assert r1.json()["new_label"] is True
+    r2 = client.post("/adapt", params={"profile": "nfc", "label": composed}, content=wav,
+                     headers=AUDIO)
+    assert r2.json()["new_label"] is False  # the same word, not a second class
+    labels = client.get("/profiles/nfc/versions/3").json()["labels"]
+    assert labels.count(composed) == 1 and decomposed not in labels

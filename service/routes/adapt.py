@@ -26,10 +26,10 @@ from model.stream_decode import StreamDecoder
 from ..auth import authorize
 from ..problems import Problem
 from ..runtime import Runtime, runtime
-from ..settings import DEFAULT_PROFILE, RULES, check_hyperparameters
+from ..settings import RULES, check_hyperparameters
 from ..store import IdempotentReplay, UnknownProfile, VersionInfo, sha256
 from ..upload import audio_chunks, check_headers
-from ..validation import ProfileQuery, validate_label
+from ..validation import ProfileQuery, reserved_profile, validate_label
 
 router = APIRouter(tags=["adapt"])
 log = logging.getLogger("tracekws.service")
@@ -139,9 +139,9 @@ async def adapt(
     t0 = time.perf_counter()
     rt = runtime(request)
     s = rt.settings
-    validate_label(label)
+    label = validate_label(label)
     _check_key(idempotency_key)
-    if profile == DEFAULT_PROFILE:
+    if reserved_profile(profile):
         raise Problem("read-only-profile")
     authorize(request, profile, write=True)
     check_headers(request, s.max_upload_bytes)  # 415 / 413 before anything else

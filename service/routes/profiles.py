@@ -14,7 +14,7 @@ from ..auth import authorize, visible
 from ..problems import Problem, disk_full_reason
 from ..runtime import Runtime, runtime
 from ..settings import DEFAULT_PROFILE, RULES
-from ..validation import PROFILE_PATTERN, ProfilePath
+from ..validation import PROFILE_PATTERN, ProfilePath, reserved_profile
 
 router = APIRouter(tags=["profiles"])
 
@@ -70,8 +70,9 @@ async def create_profile(request: Request) -> JSONResponse:
     rt = runtime(request)
     body = await _json_body(request)
     authorize(request, body.name, write=True)
-    if body.name == DEFAULT_PROFILE:
-        raise Problem("profile-exists", "'default' is the built-in profile")
+    if reserved_profile(body.name):  # in every case form
+        raise Problem("profile-exists", f"{body.name!r} is reserved: 'default' is the "
+                      "built-in profile")
     info = await rt.write(rt.store.create_profile, body.name, body.store_audio, body.rule)
     return JSONResponse(info.public(), status_code=201,
                         headers={"Location": f"/profiles/{body.name}"})
