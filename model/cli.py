@@ -126,8 +126,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
     # (an arm64 image on x86-64) the emulated default action waits forever for a signal the
     # kernel drops for PID 1, and `docker stop` ends in SIGKILL (measured by
     # deploy/verify-arm64.sh). A handler that exits makes the stop clean everywhere.
+    from service.server import uvicorn_config  # timeouts and size limits (service/server.py)
+
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run("service.main:create_app", factory=True, host=a.host, port=a.port, workers=1)
+    uvicorn.run("service.main:create_app", factory=True, host=a.host, port=a.port, workers=1,
+                **uvicorn_config())
     return 0
 
 

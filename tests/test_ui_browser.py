@@ -340,7 +340,7 @@ def test_errors_and_api_key(browser, keyed_server, tmp_path):
         page.fill("new-profile", "bob")
         page.click("create-profile")
         page.wait("document.getElementById('profile-select').value === 'bob'", 20)
-        page.click("live-toggle")  # /stream needs the key too: it goes as ?token=
+        page.click("live-toggle")  # /stream needs the key too: sent as a first "auth" message
         page.wait("document.getElementById('live-card').dataset.version === '1'", 20,
                   "the stream to open with the key")
         page.click("live-toggle")
