@@ -233,13 +233,16 @@ def bench_service(model_path: str | None = None, requests: int = 400, clients: i
         shutil.rmtree(tmp, ignore_errors=True)
     from model.pipeline import PRETRAINED, KWSModel
 
+    from .settings import Settings
+
     m = KWSModel.load(model_path or PRETRAINED)
     res: dict[str, Any] = {
         "predict": predict,
         "adapt": adapt,
         "model": {"sha256": ready["model_sha256"], "hidden": m.config.n_hidden,
                   "encoder": m.config.encoder.kind, "labels": len(m.labels)},
-        "server": {"workers": 1, "compute_threads": compute_threads or os.cpu_count(),
+        "server": {"workers": 1, "compute_threads": compute_threads or Settings(
+                       data_dir=tmp).predict_pool_threads,
                    "torch_threads": int(env["TRACEKWS_TORCH_THREADS"])},
         "clip_source": "tests/data/gsc (Speech Commands, CC BY 4.0)" if CLIPS.is_dir()
         else "synthetic noise",

@@ -46,7 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(rt.start)
-        rt.limiter = anyio.CapacityLimiter(settings.workers)
         try:
             yield
         finally:

@@ -1,16 +1,25 @@
 """What the app holds while it runs: settings, database, the shipped model, a cache of loaded
-versions, per-profile locks, the compute thread limiter and the metrics registry.
+versions, per-profile locks, the compute thread pools and the metrics registry.
 
 Created once by the lifespan; routes reach it as ``request.app.state.runtime``.
+
+Compute runs in two thread pools: prediction (/predict batches, /stream) and adaptation
+(/adapt), sized by ``COMPUTE_THREADS`` and ``ADAPT_THREADS``, so adaptations can never take
+the threads predictions need. Python's GIL is still shared, so an adaptation also *yields*:
+it learns its upload in slices of ``ADAPT_SLICE_SECONDS`` of audio and, between two slices,
+waits (up to ``ADAPT_YIELD_MS``) while predictions are queued or running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,12 +86,62 @@ class Resolved:
     fallback_from: int | None = None  # the active version, when it was corrupt
 
 
+class PredictionGate:
+    """Counts prediction jobs queued or running; adaptation threads wait on it between two
+    slices of work (bounded), so a prediction does not share the GIL with a busy adapter."""
+
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
+        self.pending = 0
+        self.cond = threading.Condition()
+        self.yields = 0  # times an adaptation waited (metrics)
+
+    def enter(self) -> None:
+        with self.cond:
+            self.pending += 1
+
+    def leave(self) -> None:
+        with self.cond:
+            self.pending -= 1
+            if self.pending == 0:
+                self.cond.notify_all()
+
+    def wait_idle(self) -> None:
+        """Called by an adaptation thread: wait (at most ``max_wait_s``) for no pending
+        prediction. Bounded, so a stream of predictions slows adaptation but never stops it."""
+        if self.max_wait_s <= 0 or not self.pending:
+            return
+        with self.cond:
+            if self.pending:
+                self.yields += 1
+                self.cond.wait_for(lambda: self.pending == 0, timeout=self.max_wait_s)
+
+
+async def _run(pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+    """``fn()`` in ``pool``. If the caller is cancelled, a job not yet started never runs and
+    a running one is waited for (a thread cannot be stopped, and the caller's cleanup must not
+    touch objects the job is still using)."""
+    cf: Future = pool.submit(fn)
+    try:
+        return await asyncio.wrap_future(cf)
+    except BaseException:
+        if not cf.done() and not cf.cancel():  # running: let it finish first
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([asyncio.wrap_future(cf)])
+        raise
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.locks: dict[str, list] = {}  # profile -> [lock, holders + waiters]
-        self.limiter: anyio.CapacityLimiter | None = None
+        self.predict_threads = settings.predict_pool_threads
+        self.adapt_threads = settings.adapt_pool_threads
+        self.torch_threads = settings.effective_torch_threads
+        self.predict_pool: ThreadPoolExecutor | None = None  # created by start()
+        self.adapt_pool: ThreadPoolExecutor | None = None
+        self.gate = PredictionGate(settings.adapt_yield_ms / 1000)
         self.decode_slots = anyio.Semaphore(settings.max_concurrent_decodes)
         self.batcher = Batcher(self.compute, settings.predict_max_batch)
         self.started = time.time()
@@ -93,8 +152,18 @@ class Runtime:
     # ---- startup / shutdown ---------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
-        if s.torch_threads:
-            torch.set_num_threads(s.torch_threads)
+        # two pools: adaptations never occupy the threads predictions (and streams) run on
+        self.predict_pool = ThreadPoolExecutor(self.predict_threads,
+                                               thread_name_prefix="tracekws-predict")
+        self.adapt_pool = ThreadPoolExecutor(self.adapt_threads,
+                                             thread_name_prefix="tracekws-adapt")
+        # intra-op threads per job: (prediction + adaptation threads) x this <= cores
+        torch.set_num_threads(self.torch_threads)
+        if self.torch_threads < s.torch_threads:
+            log.warning("TRACEKWS_TORCH_THREADS=%d would oversubscribe %d cores with %d "
+                        "prediction + %d adaptation threads; using %d", s.torch_threads,
+                        os.cpu_count() or 1, self.predict_threads, self.adapt_threads,
+                        self.torch_threads)
         # the data dir holds people's voice models (and, if they opt in, recordings)
         s.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         s.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -129,6 +198,9 @@ class Runtime:
 
     def close(self) -> None:
         self.ready = False
+        for pool in (self.predict_pool, self.adapt_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         if self.engine is not None:
             self.engine.dispose()
 
@@ -175,8 +247,17 @@ class Runtime:
         return out
 
     async def compute(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """CPU-bound torch work in a worker thread, at most ``workers`` at a time."""
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kw), limiter=self.limiter)
+        """Prediction work (/predict batches, /stream) in the prediction pool. While it is
+        queued or running, adaptation threads hold back (see :class:`PredictionGate`)."""
+        self.gate.enter()
+        try:
+            return await _run(self.predict_pool, partial(fn, *args, **kw))
+        finally:
+            self.gate.leave()
+
+    async def adapt_compute(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Adaptation work (/adapt) in the adaptation pool, never on prediction's threads."""
+        return await _run(self.adapt_pool, partial(fn, *args, **kw))
 
     async def io(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Blocking database work in a worker thread (separate from the compute limit)."""

@@ -124,8 +124,12 @@ class Settings(BaseSettings):
     adapt_hyperparameters: dict[str, Any] = Field(default_factory=dict)
     model_cache_size: int = 16
     predict_max_batch: int = 8  # concurrent /predict calls batched per model (1: off)
-    compute_threads: int = 0  # concurrent torch jobs (0: number of CPU cores)
-    torch_threads: int = 1  # intra-op threads per job
+    compute_threads: int = 0  # prediction pool: concurrent /predict batches and /stream
+    #                           steps (0: the cores not given to adaptation, at least 1)
+    adapt_threads: int = 0  # adaptation pool: concurrent /adapt steps (0: cores // 4, >= 1)
+    adapt_yield_ms: float = 50.0  # an adaptation waits at most this long for predictions
+    adapt_slice_seconds: float = 0.25  # audio learned between two such waits
+    torch_threads: int = 1  # intra-op threads per job (capped so the pools fit the cores)
     stream_threshold: float = 0.5
     stream_max_message_bytes: int = 1024 * 1024
     stream_idle_timeout_s: float = 60.0  # a /stream that receives nothing this long is closed
@@ -207,11 +211,25 @@ class Settings(BaseSettings):
             raise ValueError("predict_max_batch must be between 1 and 256")
         return v
 
-    @field_validator("compute_threads", "torch_threads")
+    @field_validator("compute_threads", "adapt_threads", "torch_threads")
     @classmethod
     def _threads(cls, v: int) -> int:
         if not 0 <= v <= 256:
             raise ValueError("thread counts must be between 0 and 256")
+        return v
+
+    @field_validator("adapt_yield_ms")
+    @classmethod
+    def _yield(cls, v: float) -> float:
+        if not 0 <= v <= 1000:
+            raise ValueError("adapt_yield_ms must be between 0 (no yielding) and 1000")
+        return v
+
+    @field_validator("adapt_slice_seconds")
+    @classmethod
+    def _slice(cls, v: float) -> float:
+        if not 0.01 <= v <= 10:
+            raise ValueError("adapt_slice_seconds must be between 0.01 and 10")
         return v
 
     @field_validator("stream_threshold")
@@ -272,8 +290,26 @@ class Settings(BaseSettings):
         return bool(self.api_keys)
 
     @property
-    def workers(self) -> int:
-        return self.compute_threads or os.cpu_count() or 1
+    def adapt_pool_threads(self) -> int:
+        return self.adapt_threads or max(1, (os.cpu_count() or 1) // 4)
+
+    @property
+    def predict_pool_threads(self) -> int:
+        """Threads of the prediction pool (``compute_threads``, default: the cores left
+        after adaptation's, at least 1)."""
+        return self.compute_threads or max(1, (os.cpu_count() or 1) - self.adapt_pool_threads)
+
+    @property
+    def workers(self) -> int:  # older name
+        return self.predict_pool_threads
+
+    @property
+    def effective_torch_threads(self) -> int:
+        """``torch_threads``, capped so that every pool thread running torch at once does
+        not oversubscribe the cores (at least 1)."""
+        cores = os.cpu_count() or 1
+        jobs = self.predict_pool_threads + self.adapt_pool_threads
+        return max(1, min(self.torch_threads or 1, cores // jobs))
 
     @property
     def spool_dir(self) -> Path:

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -37,10 +38,16 @@ log = logging.getLogger("tracekws.service")
 
 class _Job:
     """One adaptation: decoder + session (+ optional raw-audio spool). Touched by one worker
-    thread at a time (each step is awaited before the next)."""
+    thread at a time (each step is awaited before the next).
+
+    Decoded audio is learned ``slice_samples`` at a time and, between two slices, the thread
+    calls ``pause()`` (the prediction gate: it waits, bounded, while predictions are pending),
+    so a long upload chunk does not hold the GIL against /predict for its whole duration."""
 
     def __init__(self, model: KWSModel, label: str, rule: str, hp: dict, max_seconds: float,
-                 spool_dir: str, keep_audio: bool) -> None:
+                 spool_dir: str, keep_audio: bool, slice_samples: int = 4000,
+                 pause: Callable[[], None] = lambda: None) -> None:
+        self.slice, self.pause = max(1, slice_samples), pause
         self.session = AdaptSession(model.clone(), label, rule, **hp)
         self.decoder = StreamDecoder(max_seconds=max_seconds, spool_dir=spool_dir)
         self.raw = None
@@ -52,14 +59,20 @@ class _Job:
     def feed(self, data: bytes) -> None:
         if self.raw is not None:
             self.raw.write(data)
-        samples = self.decoder.feed(data)
-        if samples.numel():
-            self.session.feed(samples)
+        self._learn(self.decoder.feed(data))
+
+    def _learn(self, samples) -> None:
+        for i in range(0, samples.numel(), self.slice):
+            if i:
+                self.pause()
+            self.session.feed(samples[i : i + self.slice])
 
     def finish(self) -> tuple[Any, bytes]:
         for block in self.decoder.close_blocks():
             if block.numel():
-                self.session.feed(block)
+                self.pause()
+                self._learn(block)
+        self.pause()
         result = self.session.finish()
         return result, self.session.model.to_bytes()
 
@@ -171,14 +184,16 @@ async def adapt(
                                              ).store_audio
             except UnknownProfile:
                 parent, create, keep_audio = rt.base_info, True, False
-            model = await rt.compute(rt.load, parent)
-            job = await rt.compute(_Job, model, label, rule, hp, s.max_adapt_seconds,
-                                   str(s.spool_dir), keep_audio)
+            # adaptation's own pool: it never occupies prediction's threads
+            model = await rt.adapt_compute(rt.load, parent)
+            job = await rt.adapt_compute(
+                _Job, model, label, rule, hp, s.max_adapt_seconds, str(s.spool_dir),
+                keep_audio, round(s.adapt_slice_seconds * 16_000), rt.gate.wait_idle)
             try:
                 async for data in audio_chunks(request, s.max_upload_bytes,
                                                s.upload_idle_timeout_s, s.upload_timeout_s):
-                    await rt.compute(job.feed, data)
-                result, weights = await rt.compute(job.finish)
+                    await rt.adapt_compute(job.feed, data)
+                result, weights = await rt.adapt_compute(job.finish)
                 tags = {}
                 if job.raw is not None:  # opted in: keep the recording, named by content
                     dest = s.audio_dir / profile / f"{sha256(weights)[:16]}-{uuid.uuid4().hex}"
