@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from . import logfilter, problems
 from .metrics import MetricsMiddleware
-from .routes import adapt, health, metrics, predict, profiles, stream, ui, versions
+from .routes import adapt, docs, health, metrics, predict, profiles, stream, ui, versions
 from .runtime import Runtime, store_problem
 from .security import CrossOriginMiddleware
 from .settings import Settings
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Traces Propagation",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # service.routes.docs: Swagger UI from local files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = rt
@@ -70,8 +72,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
         return Response(status_code=400)  # nobody is listening; just end the request quietly
 
-    for r in (predict, adapt, profiles, versions, health, stream, metrics, ui):
+    for r in (predict, adapt, profiles, versions, health, stream, metrics, ui, docs):
         app.include_router(r.router)
+    generate = app.openapi
+
+    def openapi() -> dict:
+        """FastAPI's schema plus the Problem object every error response refers to."""
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = \
+            problems.PROBLEM_SCHEMA
+        return schema
+
+    app.openapi = openapi
     app.add_middleware(CrossOriginMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
     return app

@@ -76,6 +76,81 @@ TYPES: dict[str, tuple[int, str, str]] = {
 }
 
 
+# ---- OpenAPI: what each status means, as problem+json (routes pick theirs) ----------------
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; `code` names the problem, `type` resolves to "
+                   "GET /problems/{code}.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "description": "/problems/{code}"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "the request path"},
+        "code": {"type": "string", "enum": sorted(TYPES)},
+        "errors": {"type": "array", "description": "validation errors (422)",
+                   "items": {"type": "object"}},
+    },
+}
+
+STATUS_DOCS: dict[int, str] = {
+    400: "Malformed request (`bad-multipart`, a Content-Length that is not a number)",
+    401: "An API key is needed or is not valid (`unauthorized`; `WWW-Authenticate` says "
+         "which)",
+    403: "`forbidden-profile` (the key may not use this profile), `read-only-profile` "
+         "(`default`), `cross-origin` (a write from another web origin)",
+    404: "`unknown-profile`, `unknown-version` or `not-found`",
+    408: "`upload-timeout`: the body stalled (UPLOAD_IDLE_TIMEOUT_S) or took too long",
+    409: "`profile-exists`, `version-conflict` or `corrupt-weights`",
+    413: "`body-too-large` or `audio-too-long`",
+    415: "`unsupported-media-type`: a body without an accepted Content-Type",
+    422: "Invalid parameters, label or audio (`validation-error`, `invalid-label`, "
+         "`not-audio`, `empty-audio`, `truncated-audio`, `non-finite-audio`, `bad-rate`, "
+         "`too-short`, `no-speech`, `missing-file`, `idempotency-key-reused`)",
+    500: "`internal-error`: a bug; logged, no internals in the body",
+    503: "`busy` (every decode slot taken; `Retry-After`) or `not-ready`",
+    507: "`insufficient-storage`: the disk or database is full; nothing was saved",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    503: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds (`busy`)"}},
+}
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# every route's error statuses, in one place (the unsafe methods add 403 cross-origin and 415)
+AUTH = (401, 403)
+WRITE = (401, 403, 415, 507)
+ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
+    "predict": (400, *AUTH, 404, 408, 409, 413, 415, 422, 503, 507),
+    "adapt": (400, *WRITE, 404, 408, 409, 413, 422),
+    "list_profiles": (),
+    "create_profile": (*WRITE, 409, 413, 422),
+    "get_profile": (*AUTH, 404, 422),
+    "delete_profile": (*WRITE, 404, 422),
+    "list_versions": (*AUTH, 404, 422),
+    "get_version": (*AUTH, 404, 422),
+    "activate": (*WRITE, 404, 409, 422),
+    "export_weights": (*AUTH, 404, 409, 422),
+    "healthz": (),
+    "readyz": (503,),
+    "metrics": (),
+}
+
+
+def responses(route: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route's errors: each status as problem+json (500 on
+    every route)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*ROUTE_ERRORS[route], 500}):
+        r: dict[str, Any] = {"description": STATUS_DOCS[status],
+                             "content": {MEDIA_TYPE: {"schema": PROBLEM_REF}}}
+        if status in _HEADERS:
+            r["headers"] = _HEADERS[status]
+        out[status] = r
+    return out
+
+
 class Problem(Exception):
     """An error to answer as problem+json. ``code`` picks status and title from TYPES."""
 
@@ -131,6 +206,25 @@ def disk_full_reason(exc: BaseException | None) -> str | None:
     return None
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes on this path (for a 405's ``Allow``)."""
+    from starlette.routing import Match
+
+    def walk(routes):  # FastAPI >= 0.16x wraps included routers (no prefixes here)
+        for r in routes:
+            inner = getattr(r, "original_router", None)
+            yield from (walk(inner.routes) if inner is not None else (r,))
+
+    scope = {**request.scope, "type": "http"}
+    methods: set[str] = set()
+    for route in walk(request.app.router.routes):
+        match, _ = route.matches(scope)
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
 def _jsonable_errors(errors: list[dict]) -> list[dict]:
     out = []
     for e in errors:
@@ -161,7 +255,11 @@ def install(app: FastAPI) -> None:
         code = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
             exc.status_code, "http-error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        p = Problem(code, detail, status=exc.status_code, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # starlette names only the first route's methods
+            headers["Allow"] = ", ".join(allowed_methods(request))
+            detail = f"{request.method} is not allowed here; use {headers['Allow']}"
+        p = Problem(code, detail, status=exc.status_code, headers=headers)
         p.title = HTTPStatus(exc.status_code).phrase
         return problem_response(p, request)
 

@@ -19,6 +19,20 @@ AUDIO_TYPES = {
     "audio/ogg", "application/ogg", "audio/aiff", "audio/x-aiff", "application/octet-stream",
 }
 MULTIPART = "multipart/form-data"
+# the OpenAPI request body of /predict and /adapt: raw audio of any accepted type, or a
+# multipart form whose `file` field holds it
+_BINARY = {"type": "string", "format": "binary"}
+AUDIO_BODY = {
+    "required": True,
+    "description": "The recording: the raw bytes of a WAV, FLAC, OGG or AIFF file (any "
+                   "sample rate from 8 to 48 kHz, mono or more channels), or a multipart "
+                   "form with the file in its `file` field.",
+    "content": {
+        **{t: {"schema": _BINARY} for t in sorted(AUDIO_TYPES)},
+        MULTIPART: {"schema": {"type": "object", "required": ["file"],
+                               "properties": {"file": _BINARY}}},
+    },
+}
 
 
 class _FileField:

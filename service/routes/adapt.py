@@ -25,11 +25,11 @@ from model.pipeline import KWSModel
 from model.stream_decode import StreamDecoder
 
 from ..auth import authorize
-from ..problems import Problem
+from ..problems import Problem, responses
 from ..runtime import Runtime, runtime
 from ..settings import RULES, check_hyperparameters
 from ..store import IdempotentReplay, UnknownProfile, VersionInfo, sha256
-from ..upload import audio_chunks, check_headers
+from ..upload import AUDIO_BODY, audio_chunks, check_headers
 from ..validation import ProfileQuery, reserved_profile, validate_label
 
 router = APIRouter(tags=["adapt"])
@@ -130,7 +130,11 @@ def _check_key(key: str | None) -> None:
                       "characters")
 
 
-@router.post("/adapt", status_code=201, summary="Personalise a profile on a recording")
+@router.post("/adapt", status_code=201, summary="Personalise a profile on a recording",
+             responses={200: {"description": "A retried `Idempotency-Key`: the version the "
+                              "first call made (`Idempotent-Replayed: true`)"},
+                        **responses("adapt")},
+             openapi_extra={"requestBody": AUDIO_BODY})
 async def adapt(
     request: Request,
     profile: ProfileQuery,

@@ -7,18 +7,19 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from .. import db
-from ..problems import Problem
+from ..problems import Problem, responses
 from ..runtime import runtime
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", summary="Liveness: the process answers", responses=responses("healthz"))
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: model loaded, database reachable, schema current")
+@router.get("/readyz", summary="Readiness: model loaded, database reachable, schema current",
+            responses=responses("readyz"))
 async def readyz(request: Request) -> JSONResponse:
     rt = getattr(request.app.state, "runtime", None)
     if rt is None or not rt.ready:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
+from ..problems import responses
 from ..runtime import runtime
 
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+            responses=responses("metrics"))
 async def metrics(request: Request) -> PlainTextResponse:
     rt = runtime(request)
     rt.metrics.set("tracekws_model_cache_entries", len(rt.cache))

@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 
 from ..auth import authorize
 from ..decoding import BoundedDecoder
+from ..problems import responses
 from ..runtime import runtime
 from ..settings import DEFAULT_PROFILE
-from ..upload import audio_chunks, check_headers
+from ..upload import AUDIO_BODY, audio_chunks, check_headers
 from ..validation import ProfileQuery
 
 router = APIRouter(tags=["predict"])
@@ -35,7 +36,8 @@ async def decode_body(request: Request, rt, min_samples: int):
         rt.decode_slots.release()
 
 
-@router.post("/predict", summary="Classify an audio clip")
+@router.post("/predict", summary="Classify an audio clip", responses=responses("predict"),
+             openapi_extra={"requestBody": AUDIO_BODY})
 async def predict(
     request: Request,
     profile: ProfileQuery = DEFAULT_PROFILE,

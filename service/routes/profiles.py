@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..auth import authorize, visible
-from ..problems import Problem, disk_full_reason
+from ..problems import Problem, disk_full_reason, responses
 from ..runtime import Runtime, runtime
 from ..settings import DEFAULT_PROFILE, RULES
 from ..validation import PROFILE_PATTERN, ProfilePath, reserved_profile
@@ -33,7 +33,7 @@ def default_profile(rt: Runtime) -> dict:
             "read_only": True}
 
 
-@router.get("/profiles", summary="List profiles")
+@router.get("/profiles", summary="List profiles", responses=responses("list_profiles"))
 async def list_profiles(request: Request) -> JSONResponse:
     rt = runtime(request)
     profiles = [default_profile(rt)] + [p.public() for p in await rt.io(rt.store.list_profiles)]
@@ -64,6 +64,7 @@ async def _json_body(request: Request) -> NewProfile:
 
 
 @router.post("/profiles", status_code=201, summary="Create a profile from the shipped model",
+             responses=responses("create_profile"),
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": NewProfile.model_json_schema()}}}})
 async def create_profile(request: Request) -> JSONResponse:
@@ -78,7 +79,7 @@ async def create_profile(request: Request) -> JSONResponse:
                         headers={"Location": f"/profiles/{body.name}"})
 
 
-@router.get("/profiles/{profile}", summary="Show a profile")
+@router.get("/profiles/{profile}", summary="Show a profile", responses=responses("get_profile"))
 async def get_profile(request: Request, profile: ProfilePath) -> JSONResponse:
     rt = runtime(request)
     authorize(request, profile, write=False)
@@ -87,7 +88,8 @@ async def get_profile(request: Request, profile: ProfilePath) -> JSONResponse:
     return JSONResponse((await rt.io(rt.store.get_profile, profile)).public())
 
 
-@router.delete("/profiles/{profile}", status_code=204, summary="Delete a profile")
+@router.delete("/profiles/{profile}", status_code=204, summary="Delete a profile",
+               responses=responses("delete_profile"))
 async def delete_profile(request: Request, profile: ProfilePath) -> Response:
     rt = runtime(request)
     if profile == DEFAULT_PROFILE:

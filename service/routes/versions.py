@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..auth import authorize
-from ..problems import Problem
+from ..problems import Problem, responses
 from ..runtime import runtime
 from ..settings import DEFAULT_PROFILE
 from ..validation import ProfilePath, VersionPath
@@ -16,7 +16,8 @@ from ..validation import ProfilePath, VersionPath
 router = APIRouter(tags=["versions"])
 
 
-@router.get("/profiles/{profile}/versions", summary="List a profile's versions")
+@router.get("/profiles/{profile}/versions", summary="List a profile's versions",
+            responses=responses("list_versions"))
 async def list_versions(request: Request, profile: ProfilePath) -> JSONResponse:
     rt = runtime(request)
     authorize(request, profile, write=False)
@@ -28,7 +29,8 @@ async def list_versions(request: Request, profile: ProfilePath) -> JSONResponse:
                          "versions": [v.public(active) for v in versions]})
 
 
-@router.get("/profiles/{profile}/versions/{version}", summary="Show one version")
+@router.get("/profiles/{profile}/versions/{version}", summary="Show one version",
+            responses=responses("get_version"))
 async def get_version(request: Request, profile: ProfilePath, version: VersionPath
                       ) -> JSONResponse:
     rt = runtime(request)
@@ -39,7 +41,7 @@ async def get_version(request: Request, profile: ProfilePath, version: VersionPa
 
 
 @router.post("/profiles/{profile}/versions/{version}/activate",
-             summary="Make a version the active one (rollback)")
+             summary="Make a version the active one (rollback)", responses=responses("activate"))
 async def activate(request: Request, profile: ProfilePath, version: VersionPath) -> JSONResponse:
     rt = runtime(request)
     if profile == DEFAULT_PROFILE:
@@ -53,7 +55,8 @@ async def activate(request: Request, profile: ProfilePath, version: VersionPath)
 @router.get("/profiles/{profile}/versions/{version}/weights",
             summary="Export a version's weights (safetensors)",
             response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}})
+            responses={200: {"content": {"application/octet-stream": {}}},
+                       **responses("export_weights")})
 async def export_weights(request: Request, profile: ProfilePath, version: VersionPath
                          ) -> Response:
     rt = runtime(request)
