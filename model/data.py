@@ -6,9 +6,12 @@ speaker is always on one side whatever else is in the folder.
 
 Who spoke a clip comes from the folder's ``manifest.csv`` (columns ``file``, ``speaker``) when
 it has one: file names are not the truth (a re-released ``*_v001`` copy of a clip is the same
-person). A recording that appears twice (the same decoded samples under two names) is kept
-once, so a duplicate can never sit on both sides of a split, nor in both the support and the
-query of one speaker.
+person). ``_silence_`` windows have no speaker; each is split on its own, by folder and file
+name (a manifest's placeholder ids for them are ignored, so their split does not move).
+
+A recording that appears twice (the same decoded samples under two names) is kept once, so a
+duplicate can never sit on both sides of a split, nor in both the support and the query of
+one speaker.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def scan(root: str | Path, dedupe: bool = True) -> list[Clip]:
             continue
         m = _NAME.match(p.stem)
         speaker, utt = (m["speaker"], int(m["utt"])) if m else (f"{p.parent.name}-{p.stem}", 0)
-        speaker = truth.get(f"{p.parent.name}/{p.name}", speaker)
+        if p.parent.name != SILENCE:  # noise windows have no speaker: each is its own unit
+            speaker = truth.get(f"{p.parent.name}/{p.name}", speaker)
         clips.append(Clip(p, p.parent.name, speaker, utt))
     if not clips:
         raise FileNotFoundError(f"no audio clips in GSC layout under {root}")

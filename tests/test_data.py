@@ -78,3 +78,19 @@ def test_no_duplicate_across_split_or_support_and_query(tmp_path):
     raw = [c for c in scan(root, dedupe=False) if c.speaker == SPEAKER]
     support, query = support_query(raw, "1")
     assert {content_key(c.path) for c in support} & {content_key(c.path) for c in query}
+
+
+def test_silence_windows_keep_their_own_split_unit(tmp_path):
+    """`_silence_` clips have no speaker: a manifest's placeholder id does not move them."""
+    root = _folder(tmp_path)
+    with (root / "manifest.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows):
+        if r["label"] == "_silence_":
+            r["speaker"] = f"silence-{i}.wav"  # what ../shared's manifest holds for them
+    with (root / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["label", "file", "speaker"])
+        w.writeheader()
+        w.writerows(rows)
+    silence = [c for c in scan(root) if c.word == "_silence_"]
+    assert silence and all(c.speaker == f"_silence_-{c.path.stem}" for c in silence)

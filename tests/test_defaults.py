@@ -1,0 +1,32 @@
+"""Every rule's adaptation defaults are the setting its committed sweep chose on the `tune`
+speakers (docs/bench/sweep-<rule>.json, written by scripts/sweep-personalize.py)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.adapt import DEFAULT_EPOCHS, DEFAULTS
+
+LOGS = sorted(Path(__file__).resolve().parent.parent.glob("docs/bench/sweep-*.json"))
+
+
+def test_every_rule_with_defaults_has_a_sweep_log():
+    swept = {json.loads(p.read_text())["rule"] for p in LOGS}
+    assert set(DEFAULTS) <= swept
+
+
+@pytest.mark.parametrize("log", LOGS, ids=[p.stem for p in LOGS])
+def test_defaults_are_the_chosen_setting(log):
+    data = json.loads(log.read_text())
+    assert data["speakers"] == "tune" and data["chosen"] is not None
+    chosen = data["chosen"]
+    hp = DEFAULTS[data["rule"]]
+    for key, value in chosen.items():
+        if key in hp:
+            assert hp[key] == value, (data["rule"], key)
+    assert chosen["epochs"] == DEFAULT_EPOCHS
+    # every swept hyper-parameter is a default (nothing chosen is left out)
+    swept = {k for row in data["rows"] for k in row} - {"rule", "epochs", "speakers", "score"}
+    swept = {k for k in swept if not k.startswith(("gain_", "ret_", "fa_", "before_"))}
+    assert swept <= set(hp), swept - set(hp)
