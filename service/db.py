@@ -20,6 +20,30 @@ from sqlalchemy.orm import Session
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def advisory_key(profile: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for one profile's adaptations."""
+    import hashlib
+
+    digest = hashlib.sha256(b"tracekws-profile:" + profile.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def make_lock_engine(engine: Engine) -> Engine | None:
+    """PostgreSQL: an engine without a pool (one connection per held lock, so long uploads
+    never take the request pool's connections) in autocommit (no idle transaction); None for
+    SQLite, where the per-process lock and the commit check are all there is."""
+    if engine.dialect.name != "postgresql":
+        return None
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+
+def try_advisory_lock(conn: Connection, profile: str) -> bool:
+    return bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                             {"k": advisory_key(profile)}).scalar())
+
+
 def make_engine(url: str, busy_timeout_ms: int = 10_000) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False,

@@ -146,6 +146,7 @@ class Runtime:
         self.batcher = Batcher(self.compute, settings.predict_max_batch)
         self.started = time.time()
         self.engine = None
+        self.lock_engine = None
         self.ready = False
         self.storage_error: str | None = None  # set by a write failing for space
 
@@ -183,6 +184,7 @@ class Runtime:
         self.model_path = path
         self.engine = db.make_engine(str(s.database_url), s.db_busy_timeout_ms)
         self.schema = db.migrate(self.engine)
+        self.lock_engine = db.make_lock_engine(self.engine)
         self.store = Store(self.engine, self.base_bytes, self.base_model.labels)
         self.cache = ModelCache(s.model_cache_size)
         self.base_info = VersionInfo(
@@ -201,23 +203,47 @@ class Runtime:
         for pool in (self.predict_pool, self.adapt_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        if self.engine is not None:
-            self.engine.dispose()
+        for engine in (self.lock_engine, self.engine):
+            if engine is not None:
+                engine.dispose()
 
     # ---- concurrency helpers --------------------------------------------------------------
     @asynccontextmanager
     async def lock(self, profile: str) -> AsyncIterator[None]:
-        """Serialize changes to one profile within this process. Entries live only while
-        someone holds or waits for them, so unknown profile names cannot pile up."""
+        """Serialize changes to one profile: within this process (an anyio lock; entries
+        live only while someone holds or waits for them, so unknown profile names cannot pile
+        up) and, on PostgreSQL, across processes (a session advisory lock on a connection of
+        its own, released when the holder finishes or its process dies)."""
         entry = self.locks.setdefault(profile, [anyio.Lock(), 0])
         entry[1] += 1
         try:
             async with entry[0]:
-                yield
+                conn = await self._db_lock(profile)
+                try:
+                    yield
+                finally:
+                    if conn is not None:
+                        with anyio.CancelScope(shield=True):
+                            await self.io(conn.close)  # ends the session: lock released
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 self.locks.pop(profile, None)
+
+    async def _db_lock(self, profile: str):
+        """PostgreSQL: a connection holding the profile's advisory lock (polled every 50 ms,
+        so a wait never occupies a thread); None on SQLite."""
+        if self.lock_engine is None:
+            return None
+        conn = await self.io(self.lock_engine.connect)
+        try:
+            while not await self.io(db.try_advisory_lock, conn, profile):
+                await anyio.sleep(0.05)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.io(conn.close)
+            raise
+        return conn
 
     async def decode_slot_acquire(self) -> None:
         """One of ``MAX_CONCURRENT_DECODES`` /predict decode slots (release it with

@@ -1,5 +1,6 @@
 """Against a real uvicorn process over loopback: the whole flow, 16 concurrent /adapt calls,
-413 before the body is read, and a SIGKILL in the middle of a streamed /adapt."""
+413 before the body is read, and a SIGKILL in the middle of a streamed /adapt (the last two
+on SQLite and, with TRACEKWS_TEST_POSTGRES_URL set, on PostgreSQL)."""
 
 import json
 import socket
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import torch
 from _clips import clip_path, wave
+from test_service_postgres import BACKENDS, pg_database, sql
 
 from model.audio import encode_wav
 
@@ -96,7 +98,32 @@ def test_end_to_end(server):
         assert det["type"] == "detection" and det["time"] > 0
 
 
-def test_16_concurrent_adapts_give_one_unbroken_chain(server):
+@pytest.fixture(params=BACKENDS)
+def backend_db(request):
+    """(backend, database URL or None for the server's own SQLite file)."""
+    if request.param == "sqlite":
+        yield "sqlite", None
+    else:
+        with pg_database() as url:
+            yield "postgresql", url
+
+
+@pytest.fixture
+def any_server(backend_db, server, uvicorn_server):
+    backend, url = backend_db
+    if url is None:
+        yield server
+        return
+    srv = uvicorn_server(TRACEKWS_DATABASE_URL=url,
+                         TRACEKWS_ADAPT_HYPERPARAMETERS='{"epochs": 1}')
+    yield srv
+    srv.stop()  # before its database is dropped
+
+
+def test_16_concurrent_adapts_give_one_unbroken_chain(any_server, backend_db):
+    server = any_server
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get("/readyz").json()["database"] == backend_db[0]
     clips = [encode_wav(wave(KEYWORDS[i % 10], i % 2)) for i in range(16)]
     results: list[httpx.Response | None] = [None] * 16
     start = threading.Barrier(16)
@@ -167,9 +194,13 @@ def test_413_before_the_body_is_read(server):
         assert r.status_code == 413  # Content-Length checked up front
 
 
-def test_sigkill_mid_adapt_leaves_db_consistent(uvicorn_server, tmp_path_factory):
+def test_sigkill_mid_adapt_leaves_db_consistent(uvicorn_server, tmp_path_factory, backend_db):
     data = tmp_path_factory.mktemp("killed") / "data"
-    srv = uvicorn_server(data_dir=data, TRACEKWS_ADAPT_HYPERPARAMETERS='{"epochs": 1}')
+    backend, url = backend_db
+    env = {"TRACEKWS_ADAPT_HYPERPARAMETERS": '{"epochs": 1}'}
+    if url is not None:
+        env["TRACEKWS_DATABASE_URL"] = url
+    srv = uvicorn_server(data_dir=data, **env)
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         r = c.post("/adapt", params={"profile": "k", "label": "yes"},
                    content=encode_wav(wave("yes", 0)), headers=AUDIO)
@@ -186,12 +217,19 @@ def test_sigkill_mid_adapt_leaves_db_consistent(uvicorn_server, tmp_path_factory
     assert "tracekws_http_requests_in_flight 2" in metrics  # this GET and the /adapt upload
     srv.kill()
     s.close()
-    with sqlite3.connect(data / "tracekws.db") as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert conn.execute("SELECT number FROM versions WHERE profile='k' ORDER BY number"
-                            ).fetchall() == [(1,), (2,)]
-    srv2 = uvicorn_server(data_dir=data, TRACEKWS_ADAPT_HYPERPARAMETERS='{"epochs": 1}')
+    if url is None:
+        with sqlite3.connect(data / "tracekws.db") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        url = f"sqlite:///{data / 'tracekws.db'}"
+    else:  # the killed process's sessions are gone (its advisory lock with them)
+        assert sql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                   "current_database() AND pid <> pg_backend_pid()") == [(0,)]
+    assert sql(url, "SELECT number FROM versions WHERE profile='k' ORDER BY number"
+               ) == [(1,), (2,)]
+    assert sql(url, "SELECT v.number FROM aliases a JOIN versions v ON v.id = a.version_id "
+               "WHERE a.profile = 'k'") == [(2,)]
+    srv2 = uvicorn_server(data_dir=data, **env)
     with httpx.Client(base_url=srv2.url, timeout=60) as c:
         vs = c.get("/profiles/k/versions").json()
         assert vs["active_version"] == 2 and len(vs["versions"]) == 2
@@ -202,3 +240,4 @@ def test_sigkill_mid_adapt_leaves_db_consistent(uvicorn_server, tmp_path_factory
                    content=encode_wav(wave("go", 0)), headers=AUDIO)
         assert (r.json()["version"], r.json()["parent"]) == (3, 2)
     assert not any((data / "spool").iterdir())  # the killed upload's spool was cleaned up
+    srv2.stop()  # before a PostgreSQL database is dropped

@@ -1,10 +1,13 @@
 """Storage: sha256-checked blobs (a corrupt one is refused and the profile keeps serving its
-last good version), no lost updates, migrations, cascade deletes, opt-in raw audio."""
+last good version), no lost updates, migrations, cascade deletes, opt-in raw audio.
 
-import sqlite3
+Every test runs on SQLite and, with TRACEKWS_TEST_POSTGRES_URL set, on PostgreSQL (a fresh
+database each; see test_service_postgres.py)."""
 
 import pytest
 from _clips import wave
+from sqlalchemy import inspect
+from test_service_postgres import BACKENDS, database_url, sql
 
 from model.audio import encode_wav
 from service import db
@@ -25,8 +28,23 @@ def _adapt(client, profile, wav, label="yes"):
     return r.json()
 
 
-def _db(settings) -> sqlite3.Connection:
-    return sqlite3.connect(settings.data_dir / "tracekws.db")
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def service_settings(service_settings, backend, tmp_path):
+    """conftest's factory, on this test's backend (make_client and client follow it)."""
+    with database_url(backend, tmp_path) as url:
+        if url is None:
+            yield service_settings
+        else:
+            yield lambda **o: service_settings(**{"database_url": url, **o})
+
+
+def _sql(settings, statement: str, **params) -> list[tuple]:
+    return sql(str(settings.database_url), statement, **params)
 
 
 def test_corrupt_blob_is_refused_and_last_good_version_served(make_client, service_settings,
@@ -36,9 +54,10 @@ def test_corrupt_blob_is_refused_and_last_good_version_served(make_client, servi
     _adapt(c, "alice", wav)
     good = c.post("/predict", params={"profile": "alice", "version": 2}, content=wav,
                   headers=AUDIO).json()
-    with _db(service_settings()) as conn:  # overwrite version 3's blob
-        conn.execute("UPDATE versions SET weights = zeroblob(length(weights)) "
-                     "WHERE profile='alice' AND number=3")
+    s = service_settings()  # overwrite version 3's blob with zeros of the same length
+    [(size,)] = _sql(s, "SELECT size FROM versions WHERE profile='alice' AND number=3")
+    _sql(s, "UPDATE versions SET weights = :z WHERE profile='alice' AND number=3",
+         z=bytes(size))
     c2 = make_client()  # a fresh process: nothing cached
     r = c2.post("/predict", params={"profile": "alice"}, content=wav, headers=AUDIO)
     assert r.status_code == 200
@@ -77,16 +96,19 @@ def test_rollback_then_adapt_branches_from_the_rolled_back_version(client, wav):
     assert (v["version"], v["parent"]) == (4, 1)
 
 
-def test_migrations_are_idempotent_and_db_is_wal(make_client, service_settings, wav):
+def test_migrations_are_idempotent_and_db_is_wal(make_client, service_settings, wav, backend):
     c = make_client()
     _adapt(c, "dave", wav)
     make_client()  # a second start on the same database
     rt = c.app.state.runtime
+    assert rt.engine.dialect.name == backend
     assert db.current_revision(rt.engine) == "0003_idempotency_key"
     assert db.migrate(rt.engine) == "0003_idempotency_key"
     assert db.integrity_ok(rt.engine)
-    with _db(service_settings()) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert c.get("/readyz").json()["database"] == backend
+    if backend != "sqlite":
+        return
+    assert _sql(service_settings(), "PRAGMA journal_mode") == [("wal",)]
     with rt.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -96,11 +118,10 @@ def test_delete_cascades(client, service_settings, wav):
     _adapt(client, "erin", wav)
     _adapt(client, "frank", wav)
     assert client.delete("/profiles/erin").status_code == 204
-    with _db(service_settings()) as conn:
-        assert conn.execute("SELECT count(*) FROM versions WHERE profile='erin'").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM aliases WHERE profile='erin'").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM versions WHERE profile='frank'"
-                            ).fetchone() == (2,)
+    s = service_settings()
+    assert _sql(s, "SELECT count(*) FROM versions WHERE profile='erin'") == [(0,)]
+    assert _sql(s, "SELECT count(*) FROM aliases WHERE profile='erin'") == [(0,)]
+    assert _sql(s, "SELECT count(*) FROM versions WHERE profile='frank'") == [(2,)]
     assert db.integrity_ok(client.app.state.runtime.engine)
     v = _adapt(client, "erin", wav)  # the name can be reused, starting over
     assert v["version"] == 2
@@ -123,9 +144,8 @@ def test_raw_audio_only_kept_when_profile_opts_in(client, service_settings, wav)
 def test_versions_are_immutable_blobs(client, service_settings, wav):
     _adapt(client, "ivy", wav)
     vs = client.get("/profiles/ivy/versions").json()["versions"]
-    with _db(service_settings()) as conn:
-        rows = conn.execute("SELECT number, sha256, length(weights), size FROM versions "
-                            "WHERE profile='ivy' ORDER BY number").fetchall()
+    rows = _sql(service_settings(), "SELECT number, sha256, length(weights), size "
+                "FROM versions WHERE profile='ivy' ORDER BY number")
     assert [(r[0], r[1]) for r in rows] == [(v["version"], v["sha256"]) for v in vs]
     assert all(r[2] == r[3] for r in rows)
 
@@ -137,14 +157,13 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(make_client, servic
     rt = c.app.state.runtime
     from alembic import command
 
-    cfg = db.alembic_config(str(rt.engine.url))
+    cfg = db.alembic_config(rt.engine.url.render_as_string(hide_password=False))
     with rt.engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0001_initial")
         conn.commit()
-    with _db(service_settings()) as conn:
-        cols = [r[1] for r in conn.execute("PRAGMA table_info(profiles)")]
-        assert "rule" not in cols
+    cols = [c["name"] for c in inspect(rt.engine).get_columns("profiles")]
+    assert "rule" not in cols
     c2 = make_client()  # starting the service migrates the old database
     assert db.current_revision(c2.app.state.runtime.engine) == "0003_idempotency_key"
     versions = c2.get("/profiles/hana/versions").json()["versions"]
