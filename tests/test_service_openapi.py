@@ -192,3 +192,18 @@ def test_docs_are_local_with_a_csp(client):
     assert client.get("/docs/assets/index.html").status_code == 404
     assert client.get("/redoc").status_code == 404  # FastAPI's loads from a CDN: off
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_schema_constraints_match_what_is_enforced(client, wav):
+    """Found by schemathesis: the documented label and profile body are what the service
+    accepts (a 65-character label, or "store_audio": 0, is refused)."""
+    schema = client.get("/openapi.json").json()
+    label = next(p for p in _op(schema, "post", "/adapt")["parameters"] if p["name"] == "label")
+    assert (label["schema"]["minLength"], label["schema"]["maxLength"]) == (1, 64)
+    r = client.post("/adapt", params={"profile": "p", "label": "x" * 65}, content=wav,
+                    headers=AUDIO)
+    assert r.status_code == 422 and r.json()["code"] == "invalid-label"
+    for bad in ({"name": "p", "store_audio": 0}, {"name": "p", "store_audio": "yes"}):
+        r = client.post("/profiles", json=bad)
+        assert r.status_code == 422 and r.json()["code"] == "validation-error", r.text
+    assert client.post("/profiles", json={"name": "p", "store_audio": False}).status_code == 201

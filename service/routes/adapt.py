@@ -138,7 +138,10 @@ def _check_key(key: str | None) -> None:
 async def adapt(
     request: Request,
     profile: ProfileQuery,
-    label: str = Query(..., max_length=1024, description="the word spoken (new words enrol)"),
+    label: str = Query(..., max_length=1024, description="the word spoken (new words enrol): "
+                       "1-64 characters, no control characters or surrounding whitespace",
+                       json_schema_extra={"minLength": 1, "maxLength": 64,
+                                          "pattern": r"^\S(.*\S)?$"}),
     rule: Literal[RULES] | None = Query(
         None, description="learning rule (default: the profile's, else the service's)"),
     epochs: int | None = Query(None, ge=1, le=20),

@@ -20,7 +20,7 @@ router = APIRouter(tags=["profiles"])
 
 
 class NewProfile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "store_audio": 0 is not a bool
     name: str = Field(pattern=PROFILE_PATTERN, description="1-64 of [A-Za-z0-9._-]")
     store_audio: bool = Field(False, description="keep the raw audio of each /adapt upload")
     rule: Literal[RULES] | None = Field(
