@@ -68,7 +68,7 @@ def _phase(url: str, payloads: list[bytes], requests: int, clients: int) -> dict
                               "p90_ms", "p99_ms", "max_ms", "server_p50_ms", "server_p99_ms")}
 
 
-def bench_fairness(model_path: str | None = None, requests: int = 150, clients: int = 4,
+def bench_fairness(model_path: str | None = None, requests: int = 300, clients: int = 4,
                    adapt_seconds: int = 30, max_adapts: int = 20, adapt_clients: int = 2,
                    env: dict[str, str] | None = None) -> dict[str, Any]:
     """One server; /predict idle, then /predict while /adapt streams. JSON-ready dict."""
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m service.bench_fairness", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model to serve (default: the shipped one)")
-    ap.add_argument("--requests", type=int, default=150, help="/predict calls per phase")
+    ap.add_argument("--requests", type=int, default=300, help="/predict calls per phase")
     ap.add_argument("--clients", type=int, default=4, help="concurrent /predict clients")
     ap.add_argument("--adapt-seconds", type=int, default=30, help="audio per /adapt call")
     ap.add_argument("--adapt-clients", type=int, default=2,
