@@ -100,7 +100,7 @@ def test_train_with_rooms_and_tp_layer_loss(tmp_path, capsys):
     the cross-entropy; the history records TP readiness on the validation clips."""
     out = tmp_path / "tiny"
     assert main(["train", "--data", str(GSC), "--out", str(out), "--epochs", "1",
-                 "--hidden", "24", "--batch", "8", "--val-percent", "50", "--threads", "1",
+                 "--hidden", "24", "--batch", "8", "--val-percent", "10", "--threads", "1",
                  "--limit-steps", "2", "--quiet", "--room-prob", "1.0", "--tp-aux", "1.0"]) == 0
     (h,) = json.loads((tmp_path / "tiny-history.json").read_text())
     assert 0.0 <= h["val_tp_class_score"] <= 1.0 and h["loss"] > 0

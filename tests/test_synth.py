@@ -181,7 +181,7 @@ def test_train_uses_synthetic_speech_for_training_only(tmp_path):
     for name, extra in (("plain", []), ("synth", ["--extra-data", str(synth_dir)])):
         out = tmp_path / name
         assert main(["train", "--data", "tests/data/gsc", "--out", str(out), "--epochs", "1",
-                     "--hidden", "16", "--batch", "4", "--val-percent", "50", "--threads",
+                     "--hidden", "16", "--batch", "4", "--val-percent", "10", "--threads",
                      "1", "--limit-steps", "1", "--quiet", *extra]) == 0
         meta = KWSModel.load(out.with_suffix(".safetensors")).config.meta
         runs[name] = meta["training"]["train_clips"]

@@ -30,6 +30,11 @@ export const HINTS = {
   "version-conflict": "The profile changed meanwhile (another tab or a rollback); the timeline was reloaded, try again.",
   "corrupt-weights": "This version's stored weights fail their checksum: activate another version.",
   "not-ready": "The service is starting or its database is unavailable; try again in a moment.",
+  "busy": "The service is busy with other recordings; try again in a few seconds.",
+  "insufficient-storage": "The device's disk is full: delete a profile you no longer need, then try again.",
+  "cross-origin": "The request came from another web page; open tracekws from its own address.",
+  "idempotency-key-reused": "This retry does not match the first request; reload the page and try again.",
+  "stream-idle": "The live connection received no audio for a while and was closed; press Start again.",
   "http-error": "The request was malformed; reload the page.",
   "internal-error": "The service failed unexpectedly (details are in its log); try again.",
   // not from the API: the page itself
@@ -41,7 +46,7 @@ export const HINTS = {
 const STATUS = {
   401: "unauthorized", 403: "forbidden-profile", 404: "not-found", 408: "upload-timeout",
   413: "body-too-large", 415: "unsupported-media-type", 422: "validation-error",
-  503: "not-ready",
+  503: "not-ready", 507: "insufficient-storage",
 };
 
 /** A problem+json body (or a partial one) → {title, detail, code, status, hint, errors}. */
