@@ -1,4 +1,6 @@
-"""SQLAlchemy 2 models: profiles, immutable weight versions, and aliases (``active``).
+"""SQLAlchemy 2 models: profiles, immutable weight versions, aliases (``active``), and the
+content-addressed weight blobs versions share (``blobs``, keyed by sha256: the shipped model is
+stored once however many profiles start from it).
 
 A version is never updated after it is written; rollback moves the ``active`` alias. The
 parent of a version is another version of the same profile (composite foreign key), so the
@@ -43,6 +45,17 @@ class Profile(Base):
     rule: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
+class Blob(Base):
+    """Safetensors bytes, stored once per content (``sha256`` is the sha256 of ``data`` when
+    it was written; a load re-checks it against the version's own ``sha256``)."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+
 class Version(Base):
     __tablename__ = "versions"
     __table_args__ = (
@@ -50,6 +63,7 @@ class Version(Base):
         ForeignKeyConstraint(["profile", "parent"], ["versions.profile", "versions.number"],
                              name="fk_versions_parent", ondelete="CASCADE"),
         Index("uq_versions_profile_idempotency_key", "profile", "idempotency_key", unique=True),
+        Index("ix_versions_blob", "blob"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -66,7 +80,9 @@ class Version(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
-    weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # the blob holding the weights (blobs.sha256; no database foreign key, so that SQLite can
+    # drop the column on downgrade: the store keeps it pointing at a row)
+    blob: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # the Idempotency-Key of the /adapt call that made it (a retry returns this version)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)

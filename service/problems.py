@@ -70,6 +70,10 @@ TYPES: dict[str, tuple[int, str, str]] = {
              "seconds."),
     "insufficient-storage": (507, "Insufficient storage", "The disk (or database) is full; "
                              "nothing was saved. Deleting a profile frees space."),
+    "quota-exceeded": (507, "Quota exceeded", "A storage quota (TRACEKWS_MAX_PROFILES, "
+                       "TRACEKWS_MAX_VERSIONS_PER_PROFILE or TRACEKWS_MAX_STORAGE_BYTES) "
+                       "would be exceeded; nothing was saved (`quota`, `limit` say which). "
+                       "Deleting a profile frees space."),
     "not-ready": (503, "Not ready", "The service is starting or its database is unavailable."),
     "http-error": (400, "Bad request", "The request is malformed."),
     "internal-error": (500, "Internal error", "An unexpected error; it has been logged."),
@@ -111,7 +115,8 @@ STATUS_DOCS: dict[int, str] = {
          "`too-short`, `no-speech`, `missing-file`, `idempotency-key-reused`)",
     500: "`internal-error`: a bug; logged, no internals in the body",
     503: "`busy` (every decode slot taken; `Retry-After`) or `not-ready`",
-    507: "`insufficient-storage`: the disk or database is full; nothing was saved",
+    507: "`insufficient-storage` (the disk or database is full) or `quota-exceeded` (a "
+         "profile, version or storage quota); nothing was saved",
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}}},

@@ -41,6 +41,7 @@ from .problems import Problem
 from .settings import DEFAULT_PROFILE, Settings
 from .store import (
     CorruptWeights,
+    Quotas,
     Store,
     UnknownProfile,
     UnknownVersion,
@@ -185,7 +186,9 @@ class Runtime:
         self.engine = db.make_engine(str(s.database_url), s.db_busy_timeout_ms)
         self.schema = db.migrate(self.engine)
         self.lock_engine = db.make_lock_engine(self.engine)
-        self.store = Store(self.engine, self.base_bytes, self.base_model.labels)
+        self.store = Store(self.engine, self.base_bytes, self.base_model.labels,
+                           Quotas(s.max_profiles, s.max_versions_per_profile,
+                                  s.max_storage_bytes))
         self.cache = ModelCache(s.model_cache_size)
         self.base_info = VersionInfo(
             DEFAULT_PROFILE, 1, None, datetime.fromtimestamp(path.stat().st_mtime, UTC),
@@ -339,7 +342,7 @@ def runtime(conn: HTTPConnection) -> Runtime:
 
 def store_problem(exc: Exception) -> Problem:
     """Map store errors to problems."""
-    from .store import ProfileExists, VersionConflict
+    from .store import ProfileExists, QuotaExceeded, VersionConflict
 
     if isinstance(exc, UnknownProfile):
         return Problem("unknown-profile", f"no profile {exc.args[0]!r}")
@@ -351,4 +354,6 @@ def store_problem(exc: Exception) -> Problem:
         return Problem("version-conflict", str(exc))
     if isinstance(exc, CorruptWeights):
         return Problem("corrupt-weights", str(exc))
+    if isinstance(exc, QuotaExceeded):
+        return Problem("quota-exceeded", str(exc), quota=exc.quota, limit=exc.limit)
     raise exc

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     http_header_timeout_s: float = 10.0  # uvicorn_config(): request line + headers deadline
     http_max_connections: int = 1000  # uvicorn_config(): limit_concurrency (then 503)
     db_busy_timeout_ms: int = 10_000
+    # quotas, checked before a write (507 quota-exceeded); 0: no limit
+    max_profiles: int = 100
+    max_versions_per_profile: int = 100
+    max_storage_bytes: int = 1024**3  # weight blobs in the database, each distinct one once
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -161,6 +165,13 @@ class Settings(BaseSettings):
                                  "https://host[:port] (no path)")
             out.append(o.strip())
         return out
+
+    @field_validator("max_profiles", "max_versions_per_profile", "max_storage_bytes")
+    @classmethod
+    def _quota(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("quotas must be >= 0 (0: no limit)")
+        return v
 
     @field_validator("max_upload_bytes")
     @classmethod

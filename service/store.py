@@ -1,8 +1,13 @@
 """Data access: profiles, immutable versions, the ``active`` alias. Synchronous (run it in a
 worker thread from async code); every public call is one transaction.
 
-Weights are safetensors blobs stored with their sha256, which is checked on every load: a
-corrupt blob raises :class:`CorruptWeights` and never reaches a model.
+Weights are safetensors blobs stored once per content in ``blobs`` (keyed by sha256; a
+version names its blob), so version 1 of every profile, the shipped model, is one shared row.
+Each load checks the bytes against the version's sha256: a corrupt blob raises
+:class:`CorruptWeights` and never reaches a model.
+
+Quotas (profiles, versions per profile, total blob bytes) are checked inside the write
+transaction before anything is added: :class:`QuotaExceeded`.
 """
 
 from __future__ import annotations
@@ -12,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from .db import session
-from .models import Alias, Profile, Version
+from .models import Alias, Blob, Profile, Version
 
 ACTIVE = "active"
 
@@ -47,6 +52,23 @@ class IdempotentReplay(StoreError):
     def __init__(self, info: VersionInfo) -> None:
         super().__init__(f"{info.profile} version {info.number} has this idempotency key")
         self.info = info
+
+
+class QuotaExceeded(StoreError):
+    """A profile, version or storage quota would be exceeded; nothing was written."""
+
+    def __init__(self, quota: str, limit: int, detail: str) -> None:
+        super().__init__(detail)
+        self.quota, self.limit = quota, limit
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Limits checked before a write (0: none)."""
+
+    max_profiles: int = 0
+    max_versions_per_profile: int = 0
+    max_storage_bytes: int = 0
 
 
 class CorruptWeights(StoreError):
@@ -113,18 +135,58 @@ def _info(v: Version) -> VersionInfo:
                        dict(v.metrics or {}), v.sha256, v.size, dict(v.tags or {}), v.id)
 
 
-_VERSION_COLS = [c for c in Version.__table__.c if c.name != "weights"]
+_VERSION_COLS = [c for c in Version.__table__.c if c.name != "blob"]
 
 
 class Store:
     """Profiles and versions in one database. ``base`` is the shipped model's safetensors
-    bytes: a new profile's version 1."""
+    bytes: a new profile's version 1 (one shared blob)."""
 
-    def __init__(self, engine: Engine, base: bytes, base_labels: list[str]) -> None:
+    def __init__(self, engine: Engine, base: bytes, base_labels: list[str],
+                 quotas: Quotas | None = None) -> None:
         self.engine = engine
         self.base, self.base_sha = base, sha256(base)
         self.base_labels = list(base_labels)
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.quotas = quotas or Quotas()
+
+    # ---- blobs ---------------------------------------------------------------------------
+    def _put_blob(self, s, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` unless that blob exists (one row per content; a
+        concurrent writer of the same bytes is not an error). An existing blob whose bytes
+        differ (corrupted on disk) is rewritten: the versions sharing it are good again."""
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        done = s.execute(insert(Blob).values(sha256=key, size=len(data), data=data)
+                         .on_conflict_do_nothing(index_elements=["sha256"])).rowcount
+        if done != 1:
+            old = s.execute(select(Blob.data).where(Blob.sha256 == key)).scalar()
+            if old is None or bytes(old) != data:
+                s.execute(Blob.__table__.update().where(Blob.sha256 == key)
+                          .values(size=len(data), data=data))
+
+    def _has_blob(self, s, key: str) -> bool:
+        return s.execute(select(exists().where(Blob.sha256 == key))).scalar()
+
+    def storage_bytes(self) -> int:
+        """Bytes of weights stored (each distinct blob once)."""
+        with session(self.engine) as s:
+            return self._storage(s)
+
+    @staticmethod
+    def _storage(s) -> int:
+        return s.execute(select(func.coalesce(func.sum(Blob.size), 0))).scalar_one()
+
+    def _check_storage(self, s, key: str, size: int) -> None:
+        limit = self.quotas.max_storage_bytes
+        if limit and not self._has_blob(s, key):
+            used = self._storage(s)
+            if used + size > limit:
+                raise QuotaExceeded("storage", limit, f"storing {size} more bytes of weights "
+                                    f"would exceed the storage quota ({used} of {limit} bytes "
+                                    "used); delete a profile to free space")
 
     # ---- profiles ------------------------------------------------------------------------
     def _profile_info(self, s, p: Profile) -> ProfileInfo:
@@ -147,11 +209,17 @@ class Store:
             return self._profile_info(s, p)
 
     def _create(self, s, name: str, store_audio: bool, rule: str | None = None) -> Profile:
+        limit = self.quotas.max_profiles
+        if limit and s.execute(select(func.count()).select_from(Profile)).scalar_one() >= limit:
+            raise QuotaExceeded("profiles", limit, f"the service holds its maximum of {limit} "
+                                "profiles (TRACEKWS_MAX_PROFILES); delete one first")
+        self._check_storage(s, self.base_sha, len(self.base))
+        self._put_blob(s, self.base_sha, self.base)
         p = Profile(name=name, store_audio=store_audio, rule=rule)
         s.add(p)
         v = Version(profile=name, number=1, parent=None, rule="pretrained", label=None,
                     hyperparameters={}, clips=0, labels=self.base_labels, metrics={},
-                    sha256=self.base_sha, size=len(self.base), weights=self.base,
+                    sha256=self.base_sha, size=len(self.base), blob=self.base_sha,
                     tags={"source": "shipped model"})
         s.add(v)
         s.flush()
@@ -174,10 +242,17 @@ class Store:
         with session(self.engine, write=True) as s:
             if s.get(Profile, name) is None:
                 raise UnknownProfile(name)
+            blobs = set(s.scalars(select(Version.blob).where(Version.profile == name)))
             s.execute(delete(Alias).where(Alias.profile == name))
             # children before parents (the parent foreign key), newest first
             s.execute(delete(Version).where(Version.profile == name))
             s.execute(delete(Profile).where(Profile.name == name))
+            # blobs no other version uses (the shipped model's stays: every create needs it)
+            blobs.discard(self.base_sha)
+            blobs.discard(None)
+            if blobs:
+                s.execute(delete(Blob).where(Blob.sha256.in_(blobs), ~exists().where(
+                    Version.blob == Blob.sha256)))
 
     # ---- versions ------------------------------------------------------------------------
     def versions(self, name: str) -> tuple[list[VersionInfo], int]:
@@ -227,7 +302,8 @@ class Store:
     def weights(self, info: VersionInfo) -> bytes:
         """The version's safetensors bytes, sha256-checked."""
         with session(self.engine) as s:
-            blob = s.execute(select(Version.weights).where(Version.id == info.id)).scalar()
+            blob = s.execute(select(Blob.data).join(Version, Version.blob == Blob.sha256)
+                             .where(Version.id == info.id)).scalar()
         if blob is None:
             raise UnknownVersion(f"{info.profile} has no version {info.number}")
         actual = sha256(blob)
@@ -285,10 +361,18 @@ class Store:
                                       f"adaptation started from {parent}")
             number = s.execute(select(func.max(Version.number))
                                .where(Version.profile == name)).scalar_one() + 1
+            limit = self.quotas.max_versions_per_profile
+            if limit and number > limit:
+                raise QuotaExceeded("versions", limit, f"{name} holds its maximum of {limit} "
+                                    "versions (TRACEKWS_MAX_VERSIONS_PER_PROFILE); delete the "
+                                    "profile or start a new one")
+            key = sha256(weights)
+            self._check_storage(s, key, len(weights))
+            self._put_blob(s, key, weights)
             v = Version(profile=name, number=number, parent=parent, rule=rule, label=label,
                         hyperparameters=hyperparameters, clips=clips, labels=labels,
-                        metrics=metrics, sha256=sha256(weights), size=len(weights),
-                        weights=weights, tags=tags or {}, idempotency_key=idempotency_key)
+                        metrics=metrics, sha256=key, size=len(weights), blob=key,
+                        tags=tags or {}, idempotency_key=idempotency_key)
             s.add(v)
             s.flush()
             alias.version_id = v.id

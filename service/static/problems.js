@@ -31,6 +31,7 @@ export const HINTS = {
   "corrupt-weights": "This version's stored weights fail their checksum: activate another version.",
   "not-ready": "The service is starting or its database is unavailable; try again in a moment.",
   "busy": "The service is busy with other recordings; try again in a few seconds.",
+  "quota-exceeded": "A storage quota of the service is reached: delete a profile you no longer need, then try again.",
   "insufficient-storage": "The device's disk is full: delete a profile you no longer need, then try again.",
   "cross-origin": "The request came from another web page; open tracekws from its own address.",
   "idempotency-key-reused": "This retry does not match the first request; reload the page and try again.",
