@@ -401,6 +401,29 @@ def test_disk_full_is_507_and_not_ready(client, monkeypatch):
     assert client.get("/readyz").status_code == 200  # a write succeeded
 
 
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg"])
+def test_disk_full_is_the_same_507_for_every_format(client, monkeypatch, fmt):
+    """WAV is decoded as it arrives, FLAC/OGG are spooled to disk first (libsndfile needs a
+    seekable file); when the disk is full each gives the same 507 on /adapt and /predict."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, wave("yes", 0).numpy(), 16000, format=fmt.upper(),
+             subtype={"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS"}[fmt])
+    body, ctype = buf.getvalue(), {"content-type": f"audio/{fmt}"}
+    assert client.post("/profiles", json={"name": "full"}).status_code == 201
+    with monkeypatch.context() as m:
+        m.setattr("model.stream_decode.StreamDecoder.feed", _enospc)  # spool or buffer write
+        for r in (client.post("/adapt", params={"profile": "full", "label": "yes"},
+                              content=body, headers=ctype),
+                  client.post("/predict", content=body, headers=ctype)):
+            assert r.status_code == 507, r.text
+            assert r.json()["code"] == "insufficient-storage"
+    assert client.delete("/profiles/full").status_code == 204
+
+
 def _fail_once(fn):
     calls = [0]
 
