@@ -6,8 +6,8 @@ import torch
 from tqdm import tqdm
 
 from .data import Clip, load_waves, noise_recordings, scan, split
-from .pipeline import SILENCE, UNKNOWN, KWSModel
-from .rules.tp import tp_scores
+from .pipeline import UNKNOWN, KWSModel
+from .rules.tp import label_path_traces, tp_scores
 
 
 def class_index(clip: Clip, labels: list[str]) -> int:
@@ -31,8 +31,7 @@ def room_waves(clips: list[Clip], waves: torch.Tensor, noise: list[torch.Tensor]
     for spk in sorted({c.speaker for c in clips}):
         idx = [i for i, c in enumerate(clips) if c.speaker == spk]
         sim = RoomSimulator(speaker_room(seed, spk), noise)
-        out[idx] = sim.apply_batch(waves[idx], [str(clips[i].path) for i in idx],
-                                   [clips[i].word != SILENCE for i in idx])
+        out[idx] = sim.apply_clips(waves[idx], [clips[i] for i in idx])
     return out
 
 
@@ -42,13 +41,14 @@ def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False,
     y = torch.tensor([class_index(c, labels) for c in clips])
     if waves is None:
         waves = load_waves(clips, progress=progress)
-    preds, tp_right, tp_loss = [], 0.0, 0.0
+    preds, tp_right, tp_loss, paths = [], 0.0, 0.0, None
     model.net.eval()
     for i in tqdm(range(0, len(waves), 128), desc="evaluating", disable=not progress, leave=False):
         with torch.no_grad():
             x = model.inputs(waves[i : i + 128])
             preds.append(model.net(x)[0].argmax(-1))
-        tp = tp_scores(model.net, x, y[i : i + 128])
+        paths = paths or label_path_traces(model.net, x.shape[1])  # every clip has T frames
+        tp = tp_scores(model.net, x, y[i : i + 128], label_paths=paths)
         tp_right += tp["class_score_accuracy"] * len(x)
         tp_loss += tp["layer_loss"] * len(x)
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)

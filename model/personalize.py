@@ -40,7 +40,6 @@ from .pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel
 SPEAKER_SETS = ("val", "tune", "report", "all")
 CONDITIONS = ("clean", "room")
 MIN_CLIPS = 10  # keyword clips a speaker needs to be benchmarked
-_ROOMS: dict = {}  # simulators kept for callers that keep an encoding cache (sweeps)
 
 
 def support_query(clips: list[Clip], shots: str) -> tuple[list[Clip], list[Clip]]:
@@ -117,8 +116,7 @@ def encode_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | No
     if todo:
         waves = load_waves(todo, progress=False)
         if room is not None:
-            waves = room.apply_batch(waves, [str(c.path) for c in todo],
-                                     [c.word != SILENCE for c in todo])
+            waves = room.apply_clips(waves, todo)
         x = torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
         if cache is None:
             return x, labels
@@ -174,7 +172,8 @@ def bench_personalize(
 ) -> dict:
     """Query accuracy, false accepts and retention before/after adapting, per speaker.
 
-    ``cache``: see :func:`encode_clips` (only valid for one model's encoder).
+    ``cache``: see :func:`encode_clips` (only valid for one model's encoder); it also keeps
+    the rooms' simulators.
     """
     if val_percent is None:
         val_percent = int(model.config.meta.get("training", {}).get("val_percent", 20))
@@ -199,9 +198,11 @@ def bench_personalize(
         if condition == "room":
             from .room import RoomSimulator, speaker_room
 
-            room = _ROOMS.get((seed, spk)) or RoomSimulator(speaker_room(seed, spk), noise)
+            # a caller's cache also keeps the simulators (an impulse response costs up to 2 s)
+            room = (cache or {}).get(("room", seed, spk)) or RoomSimulator(
+                speaker_room(seed, spk), noise)
             if cache is not None:
-                _ROOMS[(seed, spk)] = room
+                cache[("room", seed, spk)] = room
         xs, ys = encode_clips(model, support, room, cache)
         xq, yq = encode_clips(model, query, room, cache)
         xr, yr = encode_clips(model, retention, room, cache)

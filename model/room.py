@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE
+from .pipeline import SILENCE
 
 RT60 = (0.2, 0.8)  # s
 DISTANCE = (1.0, 4.0)  # m, talker to microphone
@@ -178,10 +179,12 @@ class RoomSimulator:
         y = sosfilt(self.sos, y)
         return torch.from_numpy(np.clip(y, -1.0, 1.0)).to(wave.dtype)
 
-    def apply_batch(self, waves: torch.Tensor, keys: list[str], speech: list[bool]
-                    ) -> torch.Tensor:
-        return torch.stack([self.apply(w, k, s) for w, k, s in zip(waves, keys, speech,
-                                                                     strict=True)])
+    def apply_clips(self, waves: torch.Tensor, clips: list) -> torch.Tensor:
+        """``waves`` (N, n) of ``clips`` (:class:`model.data.Clip`) through this room: each
+        clip keyed by its path, ``_silence_`` windows with noise set against
+        :data:`REF_SPEECH_RMS`."""
+        return torch.stack([self.apply(w, str(c.path), speech=c.word != SILENCE)
+                            for w, c in zip(waves, clips, strict=True)])
 
 
 def speaker_room(seed: int, speaker: str) -> Room:

@@ -248,15 +248,18 @@ def data_path_traces(net, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def tp_scores(net, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> dict:
+def tp_scores(net, x: torch.Tensor, y: torch.Tensor, batch: int = 256,
+              label_paths: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """How ready the hidden layer is for TP: its class score argmax_k ⟨ε, ε̃_k⟩ at the last
     frame (accuracy against labels y) and TP's layer loss E there (all-classes contrast).
 
     A backbone whose traces already point towards their class's label path gives TP a
     loss it can lower by small steps; chance accuracy and a loss far above ln C mean the
-    rule starts from nothing.
+    rule starts from nothing. ``label_paths``: :func:`label_path_traces` of ``net`` for at least
+    as many frames, when the caller scores several batches.
     """
-    eps_lab, traces = label_path_traces(net, x.shape[1])
+    eps_lab, traces = label_paths or label_path_traces(net, x.shape[1])
+    eps_lab, traces = eps_lab[: x.shape[1]], traces[: x.shape[1]]
     right, loss = 0, 0.0
     for i in range(0, len(x), batch):
         z = data_path_traces(net, x[i : i + batch]) @ eps_lab[-1].T
