@@ -5,13 +5,13 @@ on SQLite and, with TRACEKWS_TEST_POSTGRES_URL set, on PostgreSQL)."""
 import json
 import socket
 import sqlite3
-import threading
 import time
 
 import httpx
 import pytest
 import torch
 from _clips import clip_path, wave
+from _concurrent import adapt_concurrently
 from test_service_postgres import BACKENDS, pg_database, sql
 
 from model.audio import encode_wav
@@ -124,21 +124,7 @@ def test_16_concurrent_adapts_give_one_unbroken_chain(any_server, backend_db):
     server = any_server
     with httpx.Client(base_url=server.url) as c:
         assert c.get("/readyz").json()["database"] == backend_db[0]
-    clips = [encode_wav(wave(KEYWORDS[i % 10], i % 2)) for i in range(16)]
-    results: list[httpx.Response | None] = [None] * 16
-    start = threading.Barrier(16)
-
-    def one(i: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=120) as c:
-            start.wait()
-            results[i] = c.post("/adapt", params={"profile": "conc", "label": KEYWORDS[i % 10]},
-                                content=clips[i], headers=AUDIO)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
+    results = adapt_concurrently([server.url], "conc")
     assert all(r is not None and r.status_code == 201 for r in results), [
         (r.status_code, r.text) if r is not None else None for r in results]
     got = sorted((r.json()["version"], r.json()["parent"]) for r in results)

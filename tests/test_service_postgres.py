@@ -13,7 +13,6 @@ The helpers (``BACKENDS``, ``database_url``, ``sql``) are imported by the other 
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from _clips import wave
+from _concurrent import adapt_concurrently
 
 from model.audio import encode_wav
 
@@ -29,7 +29,6 @@ needs_pg = pytest.mark.skipif(not PG_URL, reason="set TRACEKWS_TEST_POSTGRES_URL
                               "PostgreSQL cases")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=needs_pg)]
 AUDIO = {"content-type": "audio/wav"}
-KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 
 
 @contextmanager
@@ -91,23 +90,8 @@ def test_two_processes_one_database_one_chain(uvicorn_server, tmp_path_factory):
         a = uvicorn_server(data_dir=tmp_path_factory.mktemp("pg-a") / "data", **env)
         b = uvicorn_server(data_dir=tmp_path_factory.mktemp("pg-b") / "data", **env)
         assert httpx.get(a.url + "/readyz").json()["database"] == "postgresql"
-        clips = [encode_wav(wave(KEYWORDS[i % 10], i % 2)) for i in range(16)]
-        results: list[httpx.Response | None] = [None] * 16
-        start = threading.Barrier(16)
-
-        def one(i: int) -> None:
-            url_i = (a if i % 2 else b).url  # 8 calls on each process
-            with httpx.Client(base_url=url_i, timeout=180) as c:
-                start.wait()
-                results[i] = c.post("/adapt", params={"profile": "two",
-                                                      "label": KEYWORDS[i % 10]},
-                                    content=clips[i], headers=AUDIO)
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
+        # 8 calls on each process
+        results = adapt_concurrently([b.url, a.url], "two", client_timeout=180, join_timeout=300)
         assert all(r is not None and r.status_code == 201 for r in results), [
             (r.status_code, r.text[:200]) if r is not None else None for r in results]
         got = sorted((r.json()["version"], r.json()["parent"]) for r in results)
