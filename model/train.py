@@ -211,12 +211,13 @@ class TPAuxLoss:
             cfg.tp_aux_temperature
 
     def __call__(self, spikes: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        from .neurons import trace_step
         from .rules.tp import contrast_targets
 
         eps = torch.zeros_like(spikes[0])
         terms = []
         for t, s in enumerate(spikes):
-            eps = self.beta * eps + s
+            eps = trace_step(s, eps, self.beta)
             if t >= 20 and (t % self.every == 0 or t == len(spikes) - 1):
                 tt = min(t, len(self.eps_lab) - 1)
                 z = eps @ self.eps_lab[tt].T / self.temp
