@@ -20,9 +20,10 @@ WORKDIR /app
 #    torch's C++ headers and test binaries (~190 MB) are not used at run time: dropped.
 COPY pyproject.toml /app/
 COPY scripts/install.sh /app/scripts/
-RUN mkdir -p model service && touch README.md model/__init__.py service/__init__.py \
+RUN for d in tracekws model model/rules model/bench service service/routes service/bench pretrained; \
+      do mkdir -p "$d" && touch "$d/__init__.py"; done && touch README.md \
  && TRACEKWS_VENV=none bash scripts/install.sh \
- && rm -rf /app/model /app/service /app/README.md /app/*.egg-info \
+ && rm -rf /app/tracekws /app/model /app/service /app/pretrained /app/README.md /app/*.egg-info \
  && t="$(python3 -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torch").origin))')" \
  && rm -rf "$t/include" "$t/test" \
  && find "$t/bin" -type f ! -name torch_shm_manager -delete \
@@ -34,7 +35,7 @@ RUN mkdir -p model service && touch README.md model/__init__.py service/__init__
 #    Bytecode is compiled here because the app user cannot write to /app at run time.
 COPY . /app
 RUN TRACEKWS_VENV=none bash scripts/install.sh \
- && python3 -m compileall -q /app/model /app/service
+ && python3 -m compileall -q /app/tracekws /app/model /app/service
 
 USER tracekws
 # SQLite database (WAL mode: tracekws.db, -wal, -shm), spool files, opted-in recordings.

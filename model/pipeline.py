@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,7 +28,8 @@ KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
 LABELS = [*KEYWORDS, UNKNOWN, SILENCE]
 
-PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "tracekws-gsc12.safetensors"
+# package data of tracekws.pretrained: the same file from a wheel, an editable install or a checkout
+PRETRAINED = Path(str(resources.files("tracekws.pretrained") / "tracekws-gsc12.safetensors"))
 
 
 @dataclass

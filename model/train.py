@@ -226,10 +226,80 @@ class TPAuxLoss:
         return torch.stack(terms).mean() if terms else spikes[0].new_zeros(())
 
 
+class _BPTTLearner:
+    """Backpropagation through time: Adam on the whole clip, cosine schedule, optional TP
+    layer loss beside the cross-entropy."""
+
+    def __init__(self, p: Prepared, cfg: TrainConfig, total: int) -> None:
+        net = self.net = p.model.net
+        self.cfg = cfg
+        # The readout integrates ~100 frames of ~450 neurons, so an Adam step on W_out moves the
+        # logits ~100x more than one on W_in; give it a proportionally smaller rate.
+        self.opt = torch.optim.Adam([{"params": [net.w_in, net.w_rec], "lr": cfg.lr},
+                                     {"params": [net.w_out],
+                                      "lr": cfg.lr * cfg.readout_lr_scale}])
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt,
+            lambda i: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
+        self.lossf = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.tp_aux = TPAuxLoss(net, p.val_x.shape[1] if p.val_x is not None else 98, cfg) \
+            if cfg.tp_aux > 0 else None
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        self.net.train()
+        spikes: list[torch.Tensor] | None = [] if self.tp_aux else None
+        m, _, _ = self.net(x, dropout=self.cfg.dropout, spikes=spikes)
+        loss = self.lossf(m, y)
+        if self.tp_aux is not None:
+            loss = loss + self.cfg.tp_aux * self.tp_aux(spikes, y)
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.opt.step()
+        self.sched.step()
+        return m.detach(), float(loss.detach())
+
+    def state_dict(self) -> dict:
+        return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.opt.load_state_dict(st["opt"])
+        self.sched.load_state_dict(st["sched"])
+
+
+class _LocalLearner:
+    """A local rule (TP as in the paper: batch contrast, Adam every frame): the rule sees each
+    batch frame by frame and updates the weights at every frame."""
+
+    def __init__(self, p: Prepared, cfg: TrainConfig, total: int) -> None:
+        from .rules import make_rule
+
+        frames = p.val_x.shape[1] if p.val_x is not None else 98
+        hp = {"lr": cfg.lr, "lr_out": cfg.lr * cfg.readout_lr_scale,
+              "total_steps": total * frames}
+        if cfg.rule == "tp":
+            hp |= {"contrast": "batch", "readout": "frame"}
+        self.rule = make_rule(cfg.rule, p.model.net, **hp)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        self.rule.begin(y)
+        for t in range(x.shape[1]):
+            m = self.rule.step(x[:, t])
+        self.rule.end()
+        return m, float(getattr(self.rule, "last_loss", float("nan")))
+
+    def state_dict(self) -> dict:
+        return {}  # the rule's optimiser restarts on resume (its state is per-run)
+
+    def load_state_dict(self, st: dict) -> None:
+        pass
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Run pretraining; returns a summary (best validation accuracy, epochs, paths)."""
-    if cfg.rule != "bptt":
-        return train_local(cfg, progress)
+    """Run pretraining (BPTT, or a local rule with ``cfg.rule``): one loop for both, with the
+    same data, split, augmentation, checkpoints (``--resume``), history and curves.
+
+    Returns a summary (best validation accuracy, epochs, paths, history)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -237,55 +307,38 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     ckpt_path = out.with_name(out.stem + "-checkpoint.pt")
     p = prepare(cfg, progress)
     model, net = p.model, p.model.net
-    # The readout integrates ~100 frames of ~450 neurons, so an Adam step on W_out moves the
-    # logits ~100x more than one on W_in; give it a proportionally smaller rate.
-    opt = torch.optim.Adam([{"params": [net.w_in, net.w_rec], "lr": cfg.lr},
-                            {"params": [net.w_out], "lr": cfg.lr * cfg.readout_lr_scale}])
     steps = max(1, len(p.train_y) // cfg.batch)
     if cfg.limit_steps:
         steps = min(steps, cfg.limit_steps)
-    total = steps * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total))
-    )
+    learner = (_BPTTLearner if cfg.rule == "bptt" else _LocalLearner)(p, cfg, steps * cfg.epochs)
     counts = torch.bincount(p.train_y, minlength=len(LABELS)).float().clamp_min(1)
     weights = (1.0 / counts)[p.train_y]
     history: list[dict] = []
     best, start = -1.0, 0
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False)
-        net.load_state_dict(ck["net"]), opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"]), gen.set_state(ck["gen"])
+        net.load_state_dict(ck["net"])
+        learner.load_state_dict(ck["learner"])
+        gen.set_state(ck["gen"])
         history, best, start = ck["history"], ck["best"], ck["epoch"]
-    lossf = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    tp_aux = TPAuxLoss(net, p.val_x.shape[1] if p.val_x is not None else 98, cfg) \
-        if cfg.tp_aux > 0 else None
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
-        net.train()
         tot_loss, tot_ok, tot_n = 0.0, 0, 0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False)
         for _ in bar:
             idx = torch.multinomial(weights, cfg.batch, replacement=True, generator=gen)
             x, y = augmented_batch(p, idx, gen, cfg), p.train_y[idx]
-            spikes: list[torch.Tensor] | None = [] if tp_aux else None
-            m, _, rate = net(x, dropout=cfg.dropout, spikes=spikes)
-            loss = lossf(m, y)
-            if tp_aux is not None:
-                loss = loss + cfg.tp_aux * tp_aux(spikes, y)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            tot_loss += float(loss.detach()) * len(y)
+            m, loss = learner.step(x, y)
+            tot_loss += loss * len(y)
             tot_ok += int((m.argmax(1) == y).sum())
             tot_n += len(y)
-            bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}", rate=f"{float(rate.detach()):.3f}")
+            bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}")
         val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
         h = {"epoch": epoch + 1, "loss": tot_loss / tot_n, "train_acc": tot_ok / tot_n,
-             "val_acc": val_acc, "seconds": time.time() - t0, "lr": sched.get_last_lr()[0]}
+             "val_acc": val_acc, "seconds": time.time() - t0}
+        if isinstance(learner, _BPTTLearner):
+            h["lr"] = learner.sched.get_last_lr()[0]
         if p.val_x is not None:
             from .rules.tp import tp_scores
 
@@ -296,65 +349,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if val_acc > best or math.isnan(val_acc):
             best = val_acc
             save_best(model, p, cfg, epoch, val_acc, out)
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+        torch.save({"net": net.state_dict(), "learner": learner.state_dict(),
                     "gen": gen.get_state(), "history": history, "best": best,
                     "epoch": epoch + 1}, ckpt_path)
-        out.with_name(out.stem + "-history.json").write_text(json.dumps(history, indent=1))
-        plot_curves(history, out.with_name(out.stem + "-curves.png"))
-    return {"best_val_accuracy": best, "epochs": cfg.epochs, "model": str(out),
-            "history": history}
-
-
-def train_local(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Pretraining with a local rule (TP as in the paper: batch contrast, Adam every frame).
-
-    Same data, split, augmentation, checkpoints and curves as BPTT pretraining; the rule sees
-    each batch frame by frame and updates the weights at every frame.
-    """
-    from .rules import make_rule
-
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    out = Path(cfg.out).with_suffix(".safetensors")
-    p = prepare(cfg, progress)
-    model = p.model
-    steps = max(1, len(p.train_y) // cfg.batch)
-    if cfg.limit_steps:
-        steps = min(steps, cfg.limit_steps)
-    frames = p.val_x.shape[1] if p.val_x is not None else 98
-    hp = {"lr": cfg.lr, "lr_out": cfg.lr * cfg.readout_lr_scale,
-          "total_steps": steps * cfg.epochs * frames}
-    if cfg.rule == "tp":
-        hp |= {"contrast": "batch", "readout": "frame"}
-    rule = make_rule(cfg.rule, model.net, **hp)
-    counts = torch.bincount(p.train_y, minlength=len(LABELS)).float().clamp_min(1)
-    weights = (1.0 / counts)[p.train_y]
-    history: list[dict] = []
-    best = -1.0
-    for epoch in range(cfg.epochs):
-        t0 = time.time()
-        ok = n = 0
-        for _ in tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                      disable=not progress):
-            idx = torch.multinomial(weights, cfg.batch, replacement=True, generator=gen)
-            x, y = augmented_batch(p, idx, gen, cfg), p.train_y[idx]
-            rule.begin(y)
-            for t in range(x.shape[1]):
-                m = rule.step(x[:, t])
-            rule.end()
-            ok += int((m.argmax(1) == y).sum())
-            n += len(y)
-        val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
-        loss = float(getattr(rule, "last_loss", float("nan")))
-        h = {"epoch": epoch + 1, "loss": loss, "train_acc": ok / n, "val_acc": val_acc,
-             "seconds": time.time() - t0}
-        history.append(h)
-        if progress:
-            tqdm.write(json.dumps(h))
-        if val_acc > best or math.isnan(val_acc):
-            best = val_acc
-            save_best(model, p, cfg, epoch, val_acc, out)
         out.with_name(out.stem + "-history.json").write_text(json.dumps(history, indent=1))
         plot_curves(history, out.with_name(out.stem + "-curves.png"))
     return {"best_val_accuracy": best, "epochs": cfg.epochs, "model": str(out),

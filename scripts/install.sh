@@ -55,9 +55,13 @@ if [ "$extras" = dev ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] \
   apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null
 fi
 
+# TRACEKWS_EDITABLE=0: a regular (wheel) install, as a user's `pip install .` would do
+# (scripts/check-wheel.sh checks that it finds the shipped model from any folder).
+editable=(-e)
+if [ "${TRACEKWS_EDITABLE:-1}" = 0 ]; then editable=(); fi
 if [ -n "$extras" ]; then
-  "${pip[@]}" -e ".[${extras}]"
+  "${pip[@]}" "${editable[@]}" ".[${extras}]"
 else
-  "${pip[@]}" -e .
+  "${pip[@]}" "${editable[@]}" .
 fi
-"$py" -c "import torch, torchaudio, model, service; print('tracekws installed: torch', torch.__version__, 'torchaudio', torchaudio.__version__)"
+(cd / && "$py" -c "import torch, torchaudio, tracekws.model, tracekws.service; print('tracekws installed: torch', torch.__version__, 'torchaudio', torchaudio.__version__)")

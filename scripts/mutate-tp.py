@@ -56,7 +56,7 @@ import os, sys
 
 def pytest_sessionfinish(session, exitstatus):
     mods = {n: getattr(sys.modules.get(n), "__file__", None)
-            for n in ("model", "model.rules.tp", "model.neurons")}
+            for n in ("tracekws.model", "tracekws.model.rules.tp", "tracekws.model.neurons")}
     with open(os.environ["TP_MUTATION_REPORT"], "w") as f:
         f.write("\\n".join(f"{n} {p}" for n, p in mods.items()) + "\\n")
 '''
@@ -97,7 +97,7 @@ def run_tests(copy: Path, aux: Path, timeout: float, stop_first: bool = True
 
 def check_imported(copy: Path, imported: dict[str, str]) -> None:
     root = str(copy.resolve()) + os.sep
-    for name in ("model", "model.rules.tp", "model.neurons"):
+    for name in ("tracekws.model", "tracekws.model.rules.tp", "tracekws.model.neurons"):
         path = imported.get(name)
         if not path or not str(Path(path).resolve()).startswith(root):
             sys.exit(f"pytest imported {name} from {path!r}, not from the copy {copy}")
@@ -131,7 +131,7 @@ def main() -> int:
 
         rc, out, imported = run_tests(copy, aux, args.timeout)
         check_imported(copy, imported)
-        print(f"copy: {copy}; model imported from {imported['model']}")
+        print(f"copy: {copy}; model imported from {imported['tracekws.model']}")
         if rc != 0:
             print(out)
             print(f"unmutated copy: tests FAIL (pytest exit {rc}); nothing to compare against")

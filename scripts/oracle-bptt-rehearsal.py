@@ -17,10 +17,9 @@ import json
 import random
 
 import torch
-
-from model import personalize as P
-from model.data import scan, split
-from model.pipeline import KWSModel
+from tracekws.model.bench import personalize as P
+from tracekws.model.data import scan, split
+from tracekws.model.pipeline import KWSModel
 
 
 def main() -> None:

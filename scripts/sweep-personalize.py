@@ -24,10 +24,9 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-
-from model.adapt import DEFAULTS
-from model.personalize import bench_personalize
-from model.pipeline import KWSModel
+from tracekws.model.adapt import DEFAULTS
+from tracekws.model.bench.personalize import bench_personalize
+from tracekws.model.pipeline import KWSModel
 
 
 def parse(v: str):

@@ -18,8 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import torch
-
-from model.pipeline import KWSModel
+from tracekws.model.pipeline import KWSModel
 
 
 @dataclass

@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 
 import torch
-
-from model.audio import SAMPLE_RATE, AudioError
-from model.stream_decode import StreamDecoder
+from tracekws.model.audio import SAMPLE_RATE, AudioError
+from tracekws.model.stream_decode import StreamDecoder
 
 HEAD_PIECE = 4096  # bytes per feed until the WAV header (fmt + data chunk) is known
 PIECE = 64 * 1024  # bytes per feed afterwards: ≤ 64 Ki frames → a few MiB of float32 at most

@@ -1,4 +1,4 @@
-"""The FastAPI app factory: ``uvicorn service.main:create_app --factory``.
+"""The FastAPI app factory: ``uvicorn tracekws.service.main:create_app --factory``.
 
 The lifespan loads the shipped model once, opens the database and upgrades its schema;
 routes share that state through :class:`service.runtime.Runtime`.

@@ -16,8 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from model.audio import AudioError
+from tracekws.model.audio import AudioError
 
 log = logging.getLogger("tracekws.service")
 MEDIA_TYPE = "application/problem+json"

@@ -31,8 +31,7 @@ import anyio
 import anyio.to_thread
 import torch
 from starlette.requests import HTTPConnection
-
-from model.pipeline import PRETRAINED, KWSModel
+from tracekws.model.pipeline import PRETRAINED, KWSModel
 
 from . import db
 from .batching import Batcher

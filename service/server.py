@@ -126,7 +126,7 @@ class HardenedWebSocketProtocol(WebSocketsSansIOProtocol):
 
 def log_config() -> dict[str, Any]:
     cfg = copy.deepcopy(LOGGING_CONFIG)
-    cfg.setdefault("filters", {})["redact_keys"] = {"()": "service.logfilter.RedactFilter"}
+    cfg.setdefault("filters", {})["redact_keys"] = {"()": "tracekws.service.logfilter.RedactFilter"}
     for handler in cfg.get("handlers", {}).values():
         handler.setdefault("filters", []).append("redact_keys")
     return cfg

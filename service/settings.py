@@ -16,8 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from model.rules import NAMES as RULES
+from tracekws.model.rules import NAMES as RULES
 
 PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
@@ -70,8 +69,8 @@ def parse_api_keys(value: Any) -> list[ApiKey]:
 
 
 def _rule_config(rule: str):
-    from model.rules import RULES as REGISTRY
-    from model.rules.base import RuleConfig
+    from tracekws.model.rules import RULES as REGISTRY
+    from tracekws.model.rules.base import RuleConfig
 
     return getattr(REGISTRY[rule], "config_class", RuleConfig)
 

@@ -3,8 +3,7 @@
 from pathlib import Path
 
 import torch
-
-from model.audio import load
+from tracekws.model.audio import load
 
 GSC = Path(__file__).parent / "data" / "gsc"
 

@@ -7,9 +7,8 @@ import threading
 
 import httpx
 from _clips import wave
-
-from model.audio import encode_wav
-from model.pipeline import KEYWORDS
+from tracekws.model.audio import encode_wav
+from tracekws.model.pipeline import KEYWORDS
 
 AUDIO = {"content-type": "audio/wav"}
 

@@ -1,10 +1,9 @@
 """Run a learning rule on random spike input, for tests of its state size."""
 
 import torch
-
-from model.adapt import make
-from model.network import SNN
-from model.pipeline import KWSModel, ModelConfig
+from tracekws.model.adapt import make
+from tracekws.model.network import SNN
+from tracekws.model.pipeline import KWSModel, ModelConfig
 
 
 def state_bytes_after(rule_name: str, frames: int, n_hidden: int = 32) -> int:

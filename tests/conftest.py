@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from tracekws.service.process import ServerProcess, free_port  # noqa: F401 (tests import it)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
@@ -25,7 +22,7 @@ def pytest_configure(config):
 
 
 def _random_model(path: Path, n_hidden: int = 64, seed: int = 0) -> Path:
-    from model.pipeline import KWSModel, ModelConfig
+    from tracekws.model.pipeline import KWSModel, ModelConfig
 
     torch.manual_seed(seed)
     KWSModel(ModelConfig(n_hidden=n_hidden)).save(path)
@@ -42,7 +39,7 @@ def small_model_path(tmp_path_factory) -> Path:
 def shipped_model_path() -> Path:
     """The shipped pretrained model (or $TRACEKWS_TEST_MODEL, to try a candidate); tests that
     need a trained network skip without it."""
-    from model.pipeline import PRETRAINED
+    from tracekws.model.pipeline import PRETRAINED
 
     if os.environ.get("TRACEKWS_TEST_MODEL"):
         return Path(os.environ["TRACEKWS_TEST_MODEL"])
@@ -54,7 +51,7 @@ def shipped_model_path() -> Path:
 @pytest.fixture(scope="session")
 def model_path(small_model_path) -> Path:
     """The shipped model if present, else the small random one."""
-    from model.pipeline import PRETRAINED
+    from tracekws.model.pipeline import PRETRAINED
 
     return PRETRAINED if PRETRAINED.is_file() else small_model_path
 
@@ -66,7 +63,7 @@ FAST_ADAPT = {"epochs": 1}  # adaptation hyperparameters that keep tests quick
 @pytest.fixture
 def service_settings(tmp_path, small_model_path) -> Callable[..., object]:
     """Factory: Settings for an isolated service (own data dir) on the small model."""
-    from service.settings import Settings
+    from tracekws.service.settings import Settings
 
     def make(**overrides):
         values = {"data_dir": tmp_path / "data", "model_path": small_model_path,
@@ -81,8 +78,7 @@ def service_settings(tmp_path, small_model_path) -> Callable[..., object]:
 def make_client(service_settings) -> Iterator[Callable[..., object]]:
     """Factory: a started TestClient (lifespan run) for given setting overrides."""
     from fastapi.testclient import TestClient
-
-    from service.main import create_app
+    from tracekws.service.main import create_app
 
     clients = []
 
@@ -102,83 +98,18 @@ def client(make_client):
     return make_client()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class UvicornProcess:
-    """A real ``uvicorn service.main:create_app --factory`` process on 127.0.0.1."""
-
-    def __init__(self, data_dir: Path, model_path: Path, env: dict[str, str] | None = None):
-        self.data_dir, self.model_path = data_dir, model_path
-        self.extra_env = env or {}
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> UvicornProcess:
-        import httpx
-
-        self.port = free_port()
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "TRACEKWS_DATA_DIR": str(self.data_dir),
-               "TRACEKWS_MODEL_PATH": str(self.model_path), "TRACEKWS_TORCH_THREADS": "1",
-               "TRACEKWS_COMPUTE_THREADS": "2", **self.extra_env}
-        self.log = open(self.data_dir.parent / f"uvicorn-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {self.output()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"uvicorn did not become ready: {self.output()}")
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.data_dir.parent / f"uvicorn-{self.port}.log").read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handlers, no flushes (a crash)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if getattr(self, "log", None):
-            self.log.close()
-
-
 @pytest.fixture(scope="module")
 def uvicorn_server(tmp_path_factory, small_model_path
-                   ) -> Iterator[Callable[..., UvicornProcess]]:
+                   ) -> Iterator[Callable[..., ServerProcess]]:
     """Factory: start real uvicorn processes (each on its own data dir unless one is given;
     stopped at the end of the test module)."""
-    procs: list[UvicornProcess] = []
+    procs: list[ServerProcess] = []
 
     def start(data_dir: Path | None = None, model: Path | None = None, **env: str):
         d = data_dir or tmp_path_factory.mktemp("server") / "data"
         d.mkdir(parents=True, exist_ok=True)
-        p = UvicornProcess(d, model or small_model_path, env).start()
+        p = ServerProcess(d, model or small_model_path, {"TRACEKWS_TORCH_THREADS": "1",
+                          "TRACEKWS_COMPUTE_THREADS": "2", **env}).start(timeout=60)
         procs.append(p)
         return p
 

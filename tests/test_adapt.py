@@ -3,9 +3,8 @@
 import pytest
 import torch
 from _clips import wave
-
-from model.adapt import AdaptSession, NoSpeechError
-from model.pipeline import KWSModel, ModelConfig
+from tracekws.model.adapt import AdaptSession, NoSpeechError
+from tracekws.model.pipeline import KWSModel, ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 from _clips import clip_path
-
-from model.audio import AudioError, decode, encode_wav, load
+from tracekws.model.audio import AudioError, decode, encode_wav, load
 
 
 def _bytes(data: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> bytes:

@@ -5,8 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from model.adapt import DEFAULT_EPOCHS, DEFAULTS
+from tracekws.model.adapt import DEFAULT_EPOCHS, DEFAULTS
 
 LOGS = sorted(Path(__file__).resolve().parent.parent.glob("docs/bench/sweep-*.json"))
 

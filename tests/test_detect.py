@@ -3,9 +3,8 @@
 import pytest
 import torch
 from _clips import wave
-
-from model.detect import Detector
-from model.pipeline import KWSModel, ModelConfig
+from tracekws.model.detect import Detector
+from tracekws.model.pipeline import KWSModel, ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 import math
 
-from model.enrol import bench_enrol
-from model.pipeline import KWSModel
+from tracekws.model.bench.enrol import bench_enrol
+from tracekws.model.pipeline import KWSModel
 
 DATA = "tests/data/gsc"
 

@@ -5,9 +5,8 @@ import random
 import pytest
 import torch
 from _clips import wave
-
-from model.encoder import EncoderConfig, encode, init_state
-from model.frontend import FrontEnd
+from tracekws.model.encoder import EncoderConfig, encode, init_state
+from tracekws.model.frontend import FrontEnd
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
 """The counted work of the Pi estimate matches the network's sizes."""
 
 import torch
-
-from model.macs import PI_GFLOPS, bench_macs
-from model.pipeline import KWSModel
+from tracekws.model.bench.macs import PI_GFLOPS, bench_macs
+from tracekws.model.pipeline import KWSModel
 
 
 def test_counted_network_work_matches_the_sizes(small_model_path):

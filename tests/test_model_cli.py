@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 from _clips import GSC, clip_path, wave
+from tracekws.model.data import scan
+from tracekws.model.pipeline import LABELS, PRETRAINED, KWSModel, ModelConfig
 
-from model.cli import main
-from model.data import scan
-from model.pipeline import LABELS, PRETRAINED, KWSModel, ModelConfig
+from tracekws.cli import main
 
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path):
@@ -42,8 +42,8 @@ def test_shipped_model_beats_chance_on_held_out_clips():
         pytest.skip("no shipped model in this checkout")
     m = KWSModel.load()
     assert m.labels == LABELS and m.config.encoder.kind == "sigma-delta"
-    from model.data import content_key
-    from model.evaluate import evaluate_clips
+    from tracekws.model.data import content_key
+    from tracekws.model.evaluate import evaluate_clips
 
     res = evaluate_clips(m, scan(GSC))
     assert res["n"] == len({content_key(p) for p in GSC.glob("*/*.flac")})  # each recording once
@@ -107,8 +107,8 @@ def test_train_with_rooms_and_tp_layer_loss(tmp_path, capsys):
 
 
 def test_tp_aux_loss_reaches_the_hidden_weights():
-    from model.network import SNN
-    from model.train import TPAuxLoss, TrainConfig
+    from tracekws.model.network import SNN
+    from tracekws.model.train import TPAuxLoss, TrainConfig
 
     torch.manual_seed(0)
     net = SNN(12, 16, 4)

@@ -4,9 +4,16 @@ import math
 
 import pytest
 import torch
-
-from model.network import SNN
-from model.neurons import LIFParams, LIFState, lif_step, readout_step, spike, surrogate, trace_step
+from tracekws.model.network import SNN
+from tracekws.model.neurons import (
+    LIFParams,
+    LIFState,
+    lif_step,
+    readout_step,
+    spike,
+    surrogate,
+    trace_step,
+)
 
 
 def test_lif_leak_threshold_and_soft_reset():

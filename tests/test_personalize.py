@@ -3,9 +3,9 @@ six repeated recordings, which the scan drops)."""
 
 import math
 
-from model.data import scan
-from model.personalize import bench_personalize, eligible_speakers, support_query
-from model.pipeline import KEYWORDS, KWSModel
+from tracekws.model.bench.personalize import bench_personalize, eligible_speakers, support_query
+from tracekws.model.data import scan
+from tracekws.model.pipeline import KEYWORDS, KWSModel
 
 DATA = "tests/data/gsc"
 SPEAKER = "4c6167ca"  # four clips of each keyword under tests/data/gsc
@@ -42,7 +42,7 @@ def test_bench_personalize_json(small_model_path):
 
 
 def test_tune_and_report_are_fixed_disjoint_halves():
-    from model.personalize import halves, speaker_pool
+    from tracekws.model.bench.personalize import halves, speaker_pool
 
     clips = scan(DATA)
     val, pool = speaker_pool(clips, "val", 100, min_clips=1)
@@ -56,8 +56,7 @@ def test_tune_and_report_are_fixed_disjoint_halves():
 
 def test_false_accepts_count_non_keywords_called_keywords():
     import torch
-
-    from model.personalize import false_accepts
+    from tracekws.model.bench.personalize import false_accepts
 
     neg = torch.tensor([10, 11])  # _unknown_, _silence_
     y = torch.tensor([0, 10, 10, 11, 3])

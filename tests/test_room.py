@@ -5,10 +5,9 @@ import math
 import numpy as np
 import torch
 from _clips import wave
-
-from model.personalize import bench_personalize
-from model.pipeline import KWSModel
-from model.room import DISTANCE, RT60, RoomSimulator, active_rms, sample_room, speaker_room
+from tracekws.model.bench.personalize import bench_personalize
+from tracekws.model.pipeline import KWSModel
+from tracekws.model.room import DISTANCE, RT60, RoomSimulator, active_rms, sample_room, speaker_room
 
 
 def test_rooms_are_seeded_and_within_the_ranges():
@@ -55,7 +54,7 @@ def test_bench_personalize_room_condition(small_model_path):
 
 
 def test_evaluate_room_condition(small_model_path):
-    from model.evaluate import evaluate
+    from tracekws.model.evaluate import evaluate
 
     m = KWSModel.load(small_model_path)
     clean = evaluate(m, "tests/data/gsc", "all")

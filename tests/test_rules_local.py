@@ -10,13 +10,12 @@ import math
 import pytest
 import torch
 from _rules import state_bytes_after
-
-from model.adapt import DEFAULTS, AdaptSession, adapt_inputs
-from model.network import SNN
-from model.neurons import LIFParams, spike, surrogate
-from model.pipeline import KWSModel, ModelConfig
-from model.rules import make_rule
-from model.rules.local import FEEDBACK_SEED, class_projection
+from tracekws.model.adapt import DEFAULTS, AdaptSession, adapt_inputs
+from tracekws.model.network import SNN
+from tracekws.model.neurons import LIFParams, spike, surrogate
+from tracekws.model.pipeline import KWSModel, ModelConfig
+from tracekws.model.rules import make_rule
+from tracekws.model.rules.local import FEEDBACK_SEED, class_projection
 
 NEW_RULES = ["tess", "eprop", "etlp", "drtp", "decolle"]
 B, T, N_IN, H, C = 3, 12, 7, 6, 4
@@ -216,7 +215,7 @@ def test_tess_equals_its_eligibility_written_per_synapse(f64, pool, learn_from):
 
 
 def test_tess_square_waves_are_binary_rows():
-    from model.rules.tess import square_waves
+    from tracekws.model.rules.tess import square_waves
 
     b = square_waves(12, 450)
     assert b.shape == (12, 450)
@@ -299,7 +298,7 @@ def test_cli_train_bench_rules_and_classes(tmp_path, capsys, small_model_path):
 
     from _clips import GSC
 
-    from model.cli import main
+    from tracekws.cli import main
 
     data = tmp_path / "gsc"
     shutil.copytree(GSC, data)

@@ -6,9 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 from _clips import clip_path, wave
-
-from model.audio import encode_wav
-from model.pipeline import KWSModel
+from tracekws.model.audio import encode_wav
+from tracekws.model.pipeline import KWSModel
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 

@@ -5,9 +5,8 @@ import pytest
 import torch
 from _clips import wave
 from pydantic import ValidationError
-
-from model.audio import encode_wav
-from service.settings import Settings
+from tracekws.model.audio import encode_wav
+from tracekws.service.settings import Settings
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 

@@ -1,7 +1,7 @@
 """`bench service` runs against a real uvicorn process and reports what the README quotes."""
 
-from service.bench import bench_service
-from service.bench_fairness import bench_fairness
+from tracekws.service.bench.fairness import bench_fairness
+from tracekws.service.bench.service import bench_service
 
 
 def test_bench_service_smoke(small_model_path):

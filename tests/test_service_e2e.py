@@ -13,8 +13,7 @@ import torch
 from _clips import clip_path, wave
 from _concurrent import adapt_concurrently
 from test_service_postgres import BACKENDS, pg_database, sql
-
-from model.audio import encode_wav
+from tracekws.model.audio import encode_wav
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 

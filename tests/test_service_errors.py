@@ -8,8 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 from _clips import wave
-
-from model.audio import encode_wav
+from tracekws.model.audio import encode_wav
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 

@@ -11,10 +11,9 @@ import time
 import httpx
 import pytest
 from _clips import wave
-
-from model.audio import encode_wav
-from service.runtime import PredictionGate
-from service.settings import Settings
+from tracekws.model.audio import encode_wav
+from tracekws.service.runtime import PredictionGate
+from tracekws.service.settings import Settings
 
 AUDIO = {"content-type": "audio/wav"}
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _clips import wave
-
-from model.audio import encode_wav
+from tracekws.model.audio import encode_wav
 
 PROBLEM = "application/problem+json"
 MIB = 1024 * 1024
@@ -140,8 +139,7 @@ def test_allowed_origins_setting(make_client):
         r = c.post("/profiles", json={"name": "p"}, headers={"origin": origin})
         assert r.status_code == status, (origin, r.text)
     from pydantic import ValidationError
-
-    from service.settings import Settings
+    from tracekws.service.settings import Settings
 
     for bad in ("kws.example.org", "https://x.org/path", "ftp://x.org"):
         with pytest.raises(ValidationError):
@@ -169,21 +167,21 @@ KEY = "secret-key-0123456789-XYZ"
 
 
 HARDENED = ("import sys, uvicorn; from service.server import uvicorn_config; "
-            "uvicorn.run('service.main:create_app', factory=True, host='127.0.0.1', "
+            "uvicorn.run('tracekws.service.main:create_app', factory=True, host='127.0.0.1', "
             "port=int(sys.argv[1]), **uvicorn_config())")
 
 
 def _serve(tmp_path, model: Path, *args: str, hardened: bool = False, **env: str):
     """A real uvicorn process (uvicorn's own logging, access log on) and its log file;
     ``hardened``: run as ``uvicorn.run(..., **service.server.uvicorn_config())``."""
-    from conftest import free_port
+    from tracekws.service.process import free_port
 
     port = free_port()
     log = tmp_path / f"uvicorn-{port}.log"
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TRACEKWS_DATA_DIR": str(tmp_path / "d"),
                 "TRACEKWS_MODEL_PATH": str(model), "TRACEKWS_TORCH_THREADS": "1", **env}
     argv = ([sys.executable, "-c", HARDENED, str(port)] if hardened else
-            [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
+            [sys.executable, "-m", "uvicorn", "tracekws.service.main:create_app", "--factory",
              "--host", "127.0.0.1", "--port", str(port), *args])
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent, env=full_env,
@@ -384,7 +382,7 @@ def test_disk_full_is_507_and_not_ready(client, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(rt.store, "commit_version", _enospc)
         m.setattr(rt.store, "create_profile", _sqlite_full)
-        m.setattr("service.decoding.BoundedDecoder.feed", _enospc)  # the spool write
+        m.setattr("tracekws.service.decoding.BoundedDecoder.feed", _enospc)  # the spool write
         for r in (client.post("/adapt", params={"profile": "full", "label": "yes"},
                               content=wav, headers=AUDIO),
                   client.post("/profiles", json={"name": "other"}),
@@ -415,7 +413,8 @@ def test_disk_full_is_the_same_507_for_every_format(client, monkeypatch, fmt):
     body, ctype = buf.getvalue(), {"content-type": f"audio/{fmt}"}
     assert client.post("/profiles", json={"name": "full"}).status_code == 201
     with monkeypatch.context() as m:
-        m.setattr("model.stream_decode.StreamDecoder.feed", _enospc)  # spool or buffer write
+        # the spool or buffer write
+        m.setattr("tracekws.model.stream_decode.StreamDecoder.feed", _enospc)
         for r in (client.post("/adapt", params={"profile": "full", "label": "yes"},
                               content=body, headers=ctype),
                   client.post("/predict", content=body, headers=ctype)):

@@ -9,8 +9,7 @@ import re
 
 import pytest
 from _clips import wave
-
-from model.audio import encode_wav
+from tracekws.model.audio import encode_wav
 
 PROBLEM = "application/problem+json"
 AUDIO = {"content-type": "audio/wav"}

@@ -21,8 +21,7 @@ import httpx
 import pytest
 from _clips import wave
 from _concurrent import adapt_concurrently
-
-from model.audio import encode_wav
+from tracekws.model.audio import encode_wav
 
 PG_URL = os.environ.get("TRACEKWS_TEST_POSTGRES_URL", "")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="set TRACEKWS_TEST_POSTGRES_URL to run the "
@@ -111,8 +110,7 @@ def test_idempotency_key_and_rollback_on_postgresql(service_settings):
     """Migration 0003's per-profile unique key, a restart, and the advisory lock released
     after each /adapt (the next one on the same profile does not wait)."""
     from fastapi.testclient import TestClient
-
-    from service.main import create_app
+    from tracekws.service.main import create_app
 
     wav = encode_wav(wave("yes", 0))
 

@@ -9,17 +9,13 @@ import sys
 import time
 import urllib.request
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tracekws.service.process import free_port
 
 
 def test_serve_applies_the_limits_and_stops_cleanly(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TRACEKWS_DATA_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "model.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "tracekws.cli", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120

@@ -8,10 +8,9 @@ import pytest
 from _clips import wave
 from sqlalchemy import inspect
 from test_service_postgres import BACKENDS, database_url, sql
-
-from model.audio import encode_wav
-from service import db
-from service.store import Store, VersionConflict
+from tracekws.model.audio import encode_wav
+from tracekws.service import db
+from tracekws.service.store import Store, VersionConflict
 
 HEAD = "0004_shared_blobs"
 
@@ -278,8 +277,7 @@ def test_storage_quota(make_client, service_settings, wav):
 
 def test_quota_settings_are_checked():
     from pydantic import ValidationError
-
-    from service.settings import Settings
+    from tracekws.service.settings import Settings
 
     with pytest.raises(ValidationError):
         Settings(max_profiles=-1)

@@ -6,10 +6,9 @@ import asyncio
 import pytest
 import torch
 from _clips import wave
-
-from model.audio import encode_wav
-from model.pipeline import KWSModel
-from service.batching import Batcher, predict_batch
+from tracekws.model.audio import encode_wav
+from tracekws.model.pipeline import KWSModel
+from tracekws.service.batching import Batcher, predict_batch
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 

@@ -9,9 +9,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 from _clips import clip_path, wave
-
-from model.audio import AudioError, decode, encode_wav
-from model.stream_decode import StreamDecoder, StreamResampler, decode_chunks
+from tracekws.model.audio import AudioError, decode, encode_wav
+from tracekws.model.stream_decode import StreamDecoder, StreamResampler, decode_chunks
 
 
 def _wav(x: np.ndarray, rate: int, subtype: str) -> bytes:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
-from model import synth as S
-from model.data import is_validation, scan
-from model.pipeline import UNKNOWN
+from tracekws.model import synth as S
+from tracekws.model.data import is_validation, scan
+from tracekws.model.pipeline import UNKNOWN
 
 WORDS = ["yes", "no"]
 
@@ -170,8 +169,9 @@ def test_domain_gap_reports_per_engine(espeak):
 
 def test_train_uses_synthetic_speech_for_training_only(tmp_path):
     """`tracekws train --extra-data` adds a synthetic folder to the training side."""
-    from model.cli import main
-    from model.pipeline import KWSModel
+    from tracekws.model.pipeline import KWSModel
+
+    from tracekws.cli import main
 
     synth_dir = tmp_path / "synth"
     S.synth(synth_dir, seed=1, engines=["espeak-ng"], words=["yes", "no"], unknown_words=0,

@@ -3,13 +3,12 @@ graph, and the adaptation state does not grow with the length of the audio."""
 
 import torch
 from _rules import state_bytes_after
-
-from model.adapt import adapt_inputs, make
-from model.network import SNN
-from model.neurons import LIFParams, spike
-from model.pipeline import KWSModel, ModelConfig
-from model.rules.core import readout_grad
-from model.rules.tp import contrast_targets, layer_grads
+from tracekws.model.adapt import adapt_inputs, make
+from tracekws.model.network import SNN
+from tracekws.model.neurons import LIFParams, spike
+from tracekws.model.pipeline import KWSModel, ModelConfig
+from tracekws.model.rules.core import readout_grad
+from tracekws.model.rules.tp import contrast_targets, layer_grads
 
 P = LIFParams(alpha=0.77, v_th=0.66, k=10.0, beta=0.977)
 
@@ -113,7 +112,7 @@ def test_adaptation_state_is_the_same_size_after_100_and_3000_frames():
 def test_label_path_cache_is_bounded_and_changes_nothing(monkeypatch):
     """The all-classes label paths are cached up to LABEL_CACHE_BYTES; recomputing them gives
     the same update, and at many classes the cache stays within its budget."""
-    from model.rules import tp
+    from tracekws.model.rules import tp
 
     def run(n_classes: int, budget: int):
         monkeypatch.setattr(tp, "LABEL_CACHE_BYTES", budget)
@@ -142,8 +141,8 @@ def test_label_path_cache_is_bounded_and_changes_nothing(monkeypatch):
 def test_tp_readiness_scores_are_the_rules_own_loss_at_the_last_frame():
     """`tp_scores` (reported by `tracekws evaluate` as TP readiness) computes the layer loss
     the rule itself sees at the last frame, and its class score from the same traces."""
-    from model.rules import make_rule
-    from model.rules.tp import tp_scores
+    from tracekws.model.rules import make_rule
+    from tracekws.model.rules.tp import tp_scores
 
     torch.manual_seed(0)
     net = SNN(20, 16, 4, P)

@@ -25,10 +25,9 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-
-from model.network import SNN
-from model.neurons import LIFParams
-from model.rules import make_rule
+from tracekws.model.network import SNN
+from tracekws.model.neurons import LIFParams
+from tracekws.model.rules import make_rule
 
 torch.set_num_threads(1)
 

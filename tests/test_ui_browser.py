@@ -34,8 +34,8 @@ import pytest
 import torch
 from _clips import clip_path
 from conftest import ROOT
-
-from model.audio import load
+from tracekws.model.audio import load
+from tracekws.service.process import stop_process
 
 WORD = "yes"
 KEY = "ui-test-key-0123456789abcdef"
@@ -206,13 +206,7 @@ class Browser:
         return cdp
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.log.close()
         shutil.rmtree(self.profile_dir, ignore_errors=True)
 
@@ -235,7 +229,7 @@ def browser(chromium, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shipped_model_path_or_none():
-    from model.pipeline import PRETRAINED
+    from tracekws.model.pipeline import PRETRAINED
 
     return PRETRAINED if PRETRAINED.is_file() else None
 

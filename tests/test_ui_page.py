@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from _clips import wave
-
-from service.problems import TYPES
+from tracekws.service.problems import TYPES
 
 STATIC = Path(__file__).resolve().parent.parent / "service" / "static"
 

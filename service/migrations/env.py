@@ -4,8 +4,7 @@ from the service settings (TRACEKWS_DATABASE_URL / TRACEKWS_DATA_DIR)."""
 from __future__ import annotations
 
 from alembic import context
-
-from service.models import Base
+from tracekws.service.models import Base
 
 target_metadata = Base.metadata
 config = context.config
@@ -24,8 +23,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from service.db import make_engine
-    from service.settings import Settings
+    from tracekws.service.db import make_engine
+    from tracekws.service.settings import Settings
 
     settings = Settings()
     if settings.is_sqlite:

@@ -19,10 +19,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
-
-from model.adapt import AdaptSession
-from model.pipeline import KWSModel
-from model.stream_decode import StreamDecoder
+from tracekws.model.adapt import AdaptSession
+from tracekws.model.pipeline import KWSModel
+from tracekws.model.stream_decode import StreamDecoder
 
 from ..auth import authorize
 from ..problems import Problem, responses

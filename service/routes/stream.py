@@ -25,8 +25,7 @@ import logging
 
 import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-
-from model.detect import Detector
+from tracekws.model.detect import Detector
 
 from ..auth import authorize, needs_key
 from ..problems import Problem, problem_body

@@ -19,10 +19,10 @@ import time
 import torch
 from tqdm import tqdm
 
-from .adapt import DEFAULT_EPOCHS, adapt_inputs
-from .data import scan, split
+from ..adapt import DEFAULT_EPOCHS, adapt_inputs
+from ..data import scan, split
+from ..pipeline import KWSModel
 from .personalize import encode_clips, predict_inputs
-from .pipeline import KWSModel
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

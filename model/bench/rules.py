@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from .adapt import DEFAULT_EPOCHS, DEFAULTS
-from .rules import NAMES
+from ..adapt import DEFAULT_EPOCHS, DEFAULTS
+from ..rules import NAMES
 
 ALL_RULES = list(NAMES)
 CLASS_RULES = ["tp", "tp-batch", "tess", "eprop"]  # tp-batch: TP with the paper's B×B contrast
@@ -101,8 +101,8 @@ def measure_classes(rule: str, n_classes: int, batch: int, frames: int = 98,
                     n_in: int = 480, n_hidden: int = 450, seed: int = 0) -> dict:
     """Peak state of ``rule`` over ``frames`` frames of random input spikes (the sizes of the
     state do not depend on the values), and its cost per frame."""
-    from .network import SNN
-    from .rules import make_rule
+    from ..network import SNN
+    from ..rules import make_rule
 
     name, extra = ("tp", {"contrast": "batch"}) if rule == "tp-batch" else (rule, {})
     torch.manual_seed(seed)

@@ -15,7 +15,7 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .pipeline import KWSModel
+from ..pipeline import KWSModel
 
 # Assumed sustained float32 throughput of one core on these shapes (GFLOP/s): a 98-step
 # recurrence of 450x450 matrix-vector products is memory-bound, far from NEON peak
@@ -40,7 +40,7 @@ def fft_flops(model: KWSModel, seconds: float = 1.0) -> int:
 
 def bench_macs(model: KWSModel | None = None, seconds: float = 1.0) -> dict:
     """Counted FLOP (and MACs) of /predict on one clip and of one TP adaptation pass."""
-    from .adapt import adapt_inputs
+    from ..adapt import adapt_inputs
 
     model = model or KWSModel.load()
     n = int(16_000 * seconds)

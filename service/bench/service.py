@@ -14,9 +14,7 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,10 +24,11 @@ from typing import Any
 
 import httpx
 import torch
+from tracekws.model.audio import SAMPLE_RATE, encode_wav, load
 
-from model.audio import SAMPLE_RATE, encode_wav, load
+from ..process import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (tests/data/gsc: real clips)
 CLIPS = ROOT / "tests" / "data" / "gsc"
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 
@@ -46,60 +45,6 @@ def _clips() -> list[tuple[str, torch.Tensor]]:
         g = torch.Generator().manual_seed(0)
         out = [(w, torch.randn(SAMPLE_RATE, generator=g) * 0.05) for w in KEYWORDS]
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    def __init__(self, data_dir: Path, model_path: str | None, env: dict[str, str]) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        e = {**os.environ, "TRACEKWS_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1", **env}
-        if model_path:
-            e["TRACEKWS_MODEL_PATH"] = str(model_path)
-        self.log = open(data_dir.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-             "--no-access-log"], cwd=ROOT, env=e, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("the server exited: " + self._output())
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("the server did not become ready: " + self._output())
-
-    def _output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-2000:]
-
-    def peak_rss(self) -> int:
-        """VmHWM of the server process, bytes (Linux)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
-        self.log.close()
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -180,7 +125,8 @@ def _bench_memory(tmp: Path, model_path: str | None, clips, env) -> dict[str, An
     for seconds in (1, 59):
         wave = torch.cat([clips[k % len(clips)][1] for k in range(seconds)])
         data = encode_wav(wave)
-        srv = _Server(tmp / f"mem{seconds}" / "data", model_path, env)
+        srv = ServerProcess(tmp / f"mem{seconds}" / "data", model_path, env,
+                            access_log=False).start()
         try:
             with httpx.Client(base_url=srv.url, timeout=300) as c:
                 c.post("/predict", content=encode_wav(clips[0][1]))
@@ -220,7 +166,7 @@ def bench_service(model_path: str | None = None, requests: int = 400, clients: i
         env["TRACEKWS_COMPUTE_THREADS"] = str(compute_threads)
     tmp = Path(tempfile.mkdtemp(prefix="tracekws-bench-"))
     try:
-        srv = _Server(tmp / "main" / "data", model_path, env)
+        srv = ServerProcess(tmp / "main" / "data", model_path, env, access_log=False).start()
         try:
             ready = httpx.get(srv.url + "/readyz").json()
             _bench_predict(srv.url, payloads, min(40, requests), clients)  # warm-up
@@ -231,9 +177,9 @@ def bench_service(model_path: str | None = None, requests: int = 400, clients: i
         mem = _bench_memory(tmp, model_path, clips, env) if memory else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    from model.pipeline import PRETRAINED, KWSModel
+    from tracekws.model.pipeline import PRETRAINED, KWSModel
 
-    from .settings import Settings
+    from ..settings import Settings
 
     m = KWSModel.load(model_path or PRETRAINED)
     res: dict[str, Any] = {

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from .adapt import DEFAULTS, make
-from .pipeline import KWSModel
+from ..adapt import DEFAULTS, make
+from ..pipeline import KWSModel
 
 
 def _status_kib(field: str) -> int:
@@ -85,7 +85,7 @@ def bench_memory(model: KWSModel | None, rule: str, seconds: list[str],
     """Run :func:`measure_one` for each duration in a child process; JSON-ready summary."""
     peaks, last = {}, {}
     for s in seconds:
-        code = ("import json,sys; from model.memory import measure_one; "
+        code = ("import json,sys; from tracekws.model.bench.memory import measure_one; "
                 f"print(json.dumps(measure_one({model_path!r}, {rule!r}, {float(s)})))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              check=True)

@@ -7,18 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from .pipeline import PRETRAINED
-from .rules import NAMES as RULES
+from tracekws.model.pipeline import PRETRAINED
+from tracekws.model.rules import NAMES as RULES
 
 
 def _model(path: str | None):
-    from .pipeline import KWSModel
+    from tracekws.model.pipeline import KWSModel
 
     return KWSModel.load(path or PRETRAINED)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from tracekws.model.train import TrainConfig, train
 
     cfg = TrainConfig(
         data=a.data, out=a.out, epochs=a.epochs, batch=a.batch, lr=a.lr, hidden=a.hidden,
@@ -33,7 +33,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from tracekws.model.evaluate import evaluate
 
     res = evaluate(_model(a.model), a.data, a.split, a.val_percent, progress=not a.json,
                    condition=a.condition, seed=a.seed)
@@ -48,7 +48,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from .audio import AudioError, load
+    from tracekws.model.audio import AudioError, load
 
     model = _model(a.model)
     status = 0
@@ -65,44 +65,43 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     if a.what == "infer":
-        from .bench import bench_infer
+        from tracekws.model.bench.infer import bench_infer
 
         res = bench_infer(_model(a.model), repeats=a.repeats, threads=a.threads)
     elif a.what == "personalize":
-        from .personalize import bench_personalize
+        from tracekws.model.bench.personalize import bench_personalize
 
         res = bench_personalize(_model(a.model), a.data, a.rule, a.shots, a.val_percent,
                                 epochs=a.epochs, progress=not a.json, speakers=a.speakers,
                                 condition=a.condition, seed=a.seed, min_clips=a.min_clips,
                                 max_speakers=a.max_speakers)
     elif a.what == "service":
-        # the one place model/ reaches into service/: a CLI convenience, imported lazily
-        from service.bench import bench_service
+        from tracekws.service.bench.service import bench_service
 
         res = bench_service(model_path=a.model, requests=a.requests, clients=a.clients)
     elif a.what == "memory":
-        from .memory import bench_memory
+        from tracekws.model.bench.memory import bench_memory
 
         res = bench_memory(None, a.rule, a.seconds, model_path=a.model)
     elif a.what == "rules":
-        from .bench_rules import bench_rules
+        from tracekws.model.bench.rules import bench_rules
 
         res = bench_rules(_model(a.model), a.data, [r for r in a.rules.split(",") if r],
                           a.max_speakers, a.seconds, a.model, a.epochs, a.val_percent,
                           progress=not a.json, speakers=a.speakers, condition=a.condition,
                           seed=a.seed)
     elif a.what == "enrol":
-        from .enrol import bench_enrol
+        from tracekws.model.bench.enrol import bench_enrol
 
         res = bench_enrol(_model(a.model), a.data, int(a.shots), [w for w in a.words.split(",")
                                                                   if w], a.rule, a.val_percent,
                           a.epochs, progress=not a.json)
     elif a.what == "macs":
-        from .macs import bench_macs
+        from tracekws.model.bench.macs import bench_macs
 
         res = bench_macs(_model(a.model))
     elif a.what == "classes":
-        from .bench_rules import bench_classes
+        from tracekws.model.bench.rules import bench_classes
 
         res = bench_classes([int(c) for c in a.classes.split(",")],
                             [int(b) for b in a.batches.split(",")])
@@ -126,11 +125,13 @@ def cmd_serve(a: argparse.Namespace) -> int:
     # (an arm64 image on x86-64) the emulated default action waits forever for a signal the
     # kernel drops for PID 1, and `docker stop` ends in SIGKILL (measured by
     # deploy/verify-arm64.sh). A handler that exits makes the stop clean everywhere.
-    from service.server import uvicorn_config  # timeouts and size limits (service/server.py)
+    from tracekws.service.server import (
+        uvicorn_config,  # timeouts and size limits (service/server.py)
+    )
 
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run("service.main:create_app", factory=True, host=a.host, port=a.port, workers=1,
-                **uvicorn_config())
+    uvicorn.run("tracekws.service.main:create_app", factory=True, host=a.host, port=a.port,
+                workers=1, **uvicorn_config())
     return 0
 
 
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     dt = sub.add_parser("data", help="make data folders (synth: speech from offline TTS)")
-    from .synth import add_parser as add_synth_parser
+    from tracekws.model.synth import add_parser as add_synth_parser
 
     add_synth_parser(dt.add_subparsers(dest="data_cmd", required=True))
 

@@ -1,6 +1,6 @@
 """Fairness benchmark: does a running /adapt starve /predict?
 
-``python -m service.bench_fairness --json`` starts a real uvicorn process on 127.0.0.1 (the
+``python -m tracekws.service.bench.fairness --json`` starts a real uvicorn process on 127.0.0.1 (the
 launcher of :mod:`service.bench`) with a temporary data dir and, in one run, measures
 /predict latency and throughput
 
@@ -28,10 +28,10 @@ from typing import Any
 
 import httpx
 import torch
+from tracekws.model.audio import encode_wav
 
-from model.audio import encode_wav
-
-from .bench import _bench_predict, _clips, _Server
+from ..process import ServerProcess
+from .service import _bench_predict, _clips
 
 AUDIO = {"content-type": "audio/wav"}
 
@@ -78,7 +78,7 @@ def bench_fairness(model_path: str | None = None, requests: int = 300, clients: 
     env = {"TRACEKWS_TORCH_THREADS": "1", **(env or {})}
     tmp = Path(tempfile.mkdtemp(prefix="tracekws-fair-"))
     try:
-        srv = _Server(tmp / "data", model_path, env)
+        srv = ServerProcess(tmp / "data", model_path, env, access_log=False).start()
         try:
             _bench_predict(srv.url, payloads, min(40, requests), clients)  # warm-up
             with httpx.Client(base_url=srv.url, timeout=120) as c:  # warm the adapt path
@@ -127,7 +127,8 @@ def bench_fairness(model_path: str | None = None, requests: int = 300, clients: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m service.bench_fairness", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tracekws.service.bench.fairness",
+                                 description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model to serve (default: the shipped one)")
     ap.add_argument("--requests", type=int, default=300, help="/predict calls per phase")

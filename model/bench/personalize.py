@@ -32,10 +32,10 @@ from collections import defaultdict
 import torch
 from tqdm import tqdm
 
-from .adapt import DEFAULT_EPOCHS, adapt_inputs
-from .data import Clip, load_waves, noise_recordings, scan, split
-from .evaluate import class_index
-from .pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel
+from ..adapt import DEFAULT_EPOCHS, adapt_inputs
+from ..data import Clip, load_waves, noise_recordings, scan, split
+from ..evaluate import class_index
+from ..pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel
 
 SPEAKER_SETS = ("val", "tune", "report", "all")
 CONDITIONS = ("clean", "room")
@@ -196,7 +196,7 @@ def bench_personalize(
         retention = others[::step][:retention_clips]
         room = None
         if condition == "room":
-            from .room import RoomSimulator, speaker_room
+            from ..room import RoomSimulator, speaker_room
 
             # a caller's cache also keeps the simulators (an impulse response costs up to 2 s)
             room = (cache or {}).get(("room", seed, spk)) or RoomSimulator(
@@ -242,7 +242,7 @@ def bench_personalize(
                  for k, (n, a, b) in sorted(by_class.items())}
     cond: dict = {"name": condition}
     if condition == "room":
-        from .room import ROOM_SPEC
+        from ..room import ROOM_SPEC
 
         cond |= {"seed": seed, **ROOM_SPEC}
     before, after = mean("before"), mean("after")

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .pipeline import KWSModel
+from ..pipeline import KWSModel
 
 
 def bench_infer(model: KWSModel, repeats: int = 50, threads: int = 1, seconds: float = 1.0) -> dict:
