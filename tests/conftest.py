@@ -21,6 +21,15 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with")
 
 
+def pytest_collection_modifyitems(config, items):
+    """tests/e2e/ (real server processes, a browser, PostgreSQL, the CLI) is marked ``slow``:
+    CI and the README's command run everything; ``-m "not slow"`` is the quick loop."""
+    e2e = ROOT / "tests" / "e2e"
+    for item in items:
+        if e2e in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def _random_model(path: Path, n_hidden: int = 64, seed: int = 0) -> Path:
     from tracekws.model.pipeline import KWSModel, ModelConfig
 

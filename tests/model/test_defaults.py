@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tracekws.model.adapt import DEFAULT_EPOCHS, DEFAULTS
 
-LOGS = sorted(Path(__file__).resolve().parent.parent.glob("docs/bench/sweep-*.json"))
+LOGS = sorted(Path(__file__).resolve().parents[2].glob("docs/bench/sweep-*.json"))
 
 
 def test_every_rule_with_defaults_has_a_sweep_log():

@@ -184,7 +184,7 @@ def _serve(tmp_path, model: Path, *args: str, hardened: bool = False, **env: str
             [sys.executable, "-m", "uvicorn", "tracekws.service.main:create_app", "--factory",
              "--host", "127.0.0.1", "--port", str(port), *args])
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent, env=full_env,
+        proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2], env=full_env,
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

@@ -9,7 +9,7 @@ import torch
 from _clips import wave
 from tracekws.service.problems import TYPES
 
-STATIC = Path(__file__).resolve().parent.parent / "service" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "service" / "static"
 
 
 def test_index_served_with_a_strict_csp(client):
