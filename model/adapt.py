@@ -29,32 +29,15 @@ class NoSpeechError(AudioError):
         super().__init__(message, "no-speech")
 
 
-# Each rule's defaults are the setting its sweep chose on the `tune` speakers, never the
-# reported ones (scripts/sweep-personalize.py; the log with its command and every setting tried
-# is docs/bench/sweep-<rule>.json, and tests/test_defaults.py checks the two agree). The
-# criterion: the best mean of the 1-shot and all-shot gains with retention down at most 1
-# point and false accepts not up; where no setting kept false accepts from rising, the one that
-# raised them least. All are plain SGD three-factor steps summed over 10 frames (per-frame
-# Adam at the reference rate wrecks a BPTT-pretrained network) and the readout's normalised
-# delta rule in logit units, one pass, constant rates: the service adapts one recording at a
-# time and cannot know how many will follow, so the benchmark does the same. On the shipped
-# backbone no hidden-layer rate helped the tune speakers: TP's chosen hidden rate is 0.
-_SGD = {"readout_norm": True, "optimizer": "sgd", "update_every": 10, "replay": 0}
-DEFAULTS: dict[str, dict] = {
-    "tp": {"lr": 0.0, "lr_out": 0.25} | _SGD,
-    "readout": {"lr_out": 0.25} | _SGD,
-    "bptt": {"lr": 1e-5, "lr_out": 1e-5, "optimizer": "adam"},
-    "tess": {"lr": 3e-4, "lr_out": 0.25} | _SGD,
-    "eprop": {"lr": 3e-4, "lr_out": 0.25} | _SGD,
-    "etlp": {"lr": 1e-3, "lr_out": 0.25} | _SGD,
-    "drtp": {"lr": 1e-3, "lr_out": 0.25} | _SGD,
-    "decolle": {"lr": 3e-5, "lr_out": 0.25} | _SGD,
-}
+# Each rule's defaults live in its config (model/rules/base.py RuleConfig says where they come
+# from); one pass over each utterance.
 DEFAULT_EPOCHS = 1
 
 
 def make(model: KWSModel, rule: str, **hp) -> Rule:
-    r = make_rule(rule, model.net, **(DEFAULTS.get(rule, {}) | hp))
+    """Rule ``rule`` on the model's network (its defaults, overridden by ``hp``), with the
+    model's readout replay bank."""
+    r = make_rule(rule, model.net, **hp)
     r.replay_bank = model.replay
     return r
 

@@ -273,10 +273,11 @@ class _LocalLearner:
 
     def __init__(self, p: Prepared, cfg: TrainConfig, total: int) -> None:
         from .rules import make_rule
+        from .rules.base import PRETRAINING
 
         frames = p.val_x.shape[1] if p.val_x is not None else 98
-        hp = {"lr": cfg.lr, "lr_out": cfg.lr * cfg.readout_lr_scale,
-              "total_steps": total * frames}
+        hp = PRETRAINING | {"lr": cfg.lr, "lr_out": cfg.lr * cfg.readout_lr_scale,
+                            "total_steps": total * frames}
         if cfg.rule == "tp":
             hp |= {"contrast": "batch", "readout": "frame"}
         self.rule = make_rule(cfg.rule, p.model.net, **hp)

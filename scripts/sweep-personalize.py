@@ -7,7 +7,7 @@ setting it chooses. The choice: the largest mean of the 1-shot and all-shot gain
 settings whose retention drops by at most ``--max-retention-drop`` in both and whose false
 accepts do not rise by more than ``--max-fa-rise`` (if none does: the smallest rise); ties go
 to the earlier (smaller) setting. ``--rechoose LOG`` applies the criterion to a written log.
-``model/adapt.py``'s DEFAULTS cite the log they come from.
+each rule's config (model/rules/) cites the log its defaults come from.
 
     .venv/bin/python scripts/sweep-personalize.py --rule tp \\
         --grid lr=1e-6,1e-5 lr_out=0.5,1 epochs=1,3 --out docs/bench/sweep-tp.json
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from tracekws.model.adapt import DEFAULTS
 from tracekws.model.bench.personalize import bench_personalize
 from tracekws.model.pipeline import KWSModel
+from tracekws.model.rules import defaults
 
 
 def parse(v: str):
@@ -87,7 +87,7 @@ def main() -> None:
     rows, t0 = [], time.time()
     combos = list(itertools.product(*values)) if values else [()]
     for combo in tqdm(combos, desc=f"sweep {a.rule}", file=sys.stderr):
-        hp = DEFAULTS.get(a.rule, {}) | dict(zip(names, combo, strict=True))
+        hp = defaults(a.rule) | dict(zip(names, combo, strict=True))
         epochs = hp.pop("epochs", 1)
         row: dict = {"rule": a.rule, "epochs": epochs, **hp}
         for shots in ("1", "all"):

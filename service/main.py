@@ -12,17 +12,15 @@ from contextlib import asynccontextmanager
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
+from fastapi import FastAPI
 
 from . import logfilter, problems
 from .metrics import MetricsMiddleware
+from .profiles import Profiles
 from .routes import adapt, docs, health, metrics, predict, profiles, stream, ui, versions
-from .runtime import Runtime, store_problem
+from .runtime import Runtime
 from .security import CrossOriginMiddleware
 from .settings import Settings
-from .store import StoreError
 
 log = logging.getLogger("tracekws.service")
 
@@ -62,15 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runtime = rt
+    app.state.profiles = Profiles(rt)
     problems.install(app)
-
-    @app.exception_handler(StoreError)
-    async def _store(request: Request, exc: StoreError) -> JSONResponse:
-        return problems.problem_response(store_problem(exc), request)
-
-    @app.exception_handler(ClientDisconnect)
-    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
-        return Response(status_code=400)  # nobody is listening; just end the request quietly
 
     for r in (predict, adapt, profiles, versions, health, stream, metrics, ui, docs):
         app.include_router(r.router)

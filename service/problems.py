@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from tracekws.model.audio import AudioError
 
@@ -191,6 +191,32 @@ def audio_problem(exc: AudioError) -> Problem:
     return Problem(code, str(exc))
 
 
+def store_problem(exc: Exception) -> Problem:
+    """The problem a store error is (``exc`` re-raised if it is not one)."""
+    from .store import (
+        CorruptWeights,
+        ProfileExists,
+        QuotaExceeded,
+        UnknownProfile,
+        UnknownVersion,
+        VersionConflict,
+    )
+
+    if isinstance(exc, UnknownProfile):
+        return Problem("unknown-profile", f"no profile {exc.args[0]!r}")
+    if isinstance(exc, UnknownVersion):
+        return Problem("unknown-version", str(exc))
+    if isinstance(exc, ProfileExists):
+        return Problem("profile-exists", f"profile {exc.args[0]!r} already exists")
+    if isinstance(exc, VersionConflict):
+        return Problem("version-conflict", str(exc))
+    if isinstance(exc, CorruptWeights):
+        return Problem("corrupt-weights", str(exc))
+    if isinstance(exc, QuotaExceeded):
+        return Problem("quota-exceeded", str(exc), quota=exc.quota, limit=exc.limit)
+    raise exc
+
+
 def disk_full_reason(exc: BaseException | None) -> str | None:
     """Why ``exc`` (or what it wraps) means the disk or database is full, else None:
     OSError ENOSPC/EDQUOT, SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's
@@ -238,11 +264,23 @@ def _jsonable_errors(errors: list[dict]) -> list[dict]:
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers and the ``/problems/{code}`` descriptions."""
+    """Register the handlers and the ``/problems/{code}`` descriptions: the one place that
+    maps exceptions to HTTP responses."""
+    from starlette.requests import ClientDisconnect
+
+    from .store import StoreError
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        return problem_response(store_problem(exc), request)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # nobody is listening; just end the request quietly
 
     @app.exception_handler(AudioError)
     async def _audio(request: Request, exc: AudioError) -> JSONResponse:

@@ -21,7 +21,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -39,11 +38,8 @@ from .metrics import Metrics
 from .problems import Problem
 from .settings import DEFAULT_PROFILE, Settings
 from .store import (
-    CorruptWeights,
     Quotas,
     Store,
-    UnknownProfile,
-    UnknownVersion,
     VersionInfo,
     sha256,
 )
@@ -77,13 +73,6 @@ class ModelCache:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    model: KWSModel
-    info: VersionInfo
-    fallback_from: int | None = None  # the active version, when it was corrupt
 
 
 class PredictionGate:
@@ -291,68 +280,7 @@ class Runtime:
         """Blocking database work in a worker thread (separate from the compute limit)."""
         return await anyio.to_thread.run_sync(partial(fn, *args, **kw))
 
-    # ---- models -----------------------------------------------------------------------------
-    def load(self, info: VersionInfo) -> KWSModel:
-        """The model of one version (cached; sha256 checked on load)."""
-        if info.profile == DEFAULT_PROFILE or info.sha256 == self.base_sha:
-            return self.base_model
-
-        def _load() -> KWSModel:
-            m = KWSModel.from_bytes(self.store.weights(info))
-            m.net.eval()
-            return m
-
-        try:
-            return self.cache.get(info.sha256, _load)
-        except CorruptWeights:
-            self.metrics.inc("tracekws_corrupt_weights_total")
-            log.error("corrupt weights: profile %s version %s", info.profile, info.number)
-            raise
-
-    def version_info(self, profile: str, number: int | None = None) -> VersionInfo:
-        if profile == DEFAULT_PROFILE:
-            if number not in (None, 1):
-                raise UnknownVersion(f"{DEFAULT_PROFILE} has only version 1")
-            return self.base_info
-        return self.store.version(profile, number)
-
-    def resolve(self, profile: str, number: int | None = None) -> Resolved:
-        """The model to serve. With no version asked for, a corrupt active version falls back
-        to its nearest good ancestor, so the profile keeps serving its last good version."""
-        info = self.version_info(profile, number)
-        try:
-            return Resolved(self.load(info), info)
-        except CorruptWeights:
-            if number is not None:
-                raise
-        bad, cur = info, info
-        while cur.parent is not None:
-            cur = self.store.version(profile, cur.parent)
-            try:
-                return Resolved(self.load(cur), cur, fallback_from=bad.number)
-            except CorruptWeights:
-                continue
-        raise CorruptWeights(profile, bad.number, bad.sha256, "no good ancestor")
-
 
 def runtime(conn: HTTPConnection) -> Runtime:
+    """FastAPI dependency (and plain helper): the app's :class:`Runtime`."""
     return conn.app.state.runtime
-
-
-def store_problem(exc: Exception) -> Problem:
-    """Map store errors to problems."""
-    from .store import ProfileExists, QuotaExceeded, VersionConflict
-
-    if isinstance(exc, UnknownProfile):
-        return Problem("unknown-profile", f"no profile {exc.args[0]!r}")
-    if isinstance(exc, UnknownVersion):
-        return Problem("unknown-version", str(exc))
-    if isinstance(exc, ProfileExists):
-        return Problem("profile-exists", f"profile {exc.args[0]!r} already exists")
-    if isinstance(exc, VersionConflict):
-        return Problem("version-conflict", str(exc))
-    if isinstance(exc, CorruptWeights):
-        return Problem("corrupt-weights", str(exc))
-    if isinstance(exc, QuotaExceeded):
-        return Problem("quota-exceeded", str(exc), quota=exc.quota, limit=exc.limit)
-    raise exc

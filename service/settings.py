@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tracekws.model.rules import NAMES as RULES
+from tracekws.model.rules import check_hyperparameters
 
 PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
@@ -66,39 +67,6 @@ def parse_api_keys(value: Any) -> list[ApiKey]:
     if len({k.key for k in keys}) != len(keys):
         raise ValueError("duplicate API keys")
     return keys
-
-
-def _rule_config(rule: str):
-    from tracekws.model.rules import RULES as REGISTRY
-    from tracekws.model.rules.base import RuleConfig
-
-    return getattr(REGISTRY[rule], "config_class", RuleConfig)
-
-
-def hyperparameter_names(rule: str) -> set[str]:
-    """Names a rule's config accepts, plus ``epochs`` (passes per utterance)."""
-    from dataclasses import fields
-
-    return {f.name for f in fields(_rule_config(rule))} - {"total_steps"} | {"epochs"}
-
-
-def check_hyperparameters(rule: str, hp: dict[str, Any]) -> None:
-    """Raise ValueError for unknown names or values of the wrong type."""
-    from dataclasses import fields
-
-    allowed = hyperparameter_names(rule)
-    unknown = sorted(set(hp) - allowed)
-    if unknown:
-        raise ValueError(f"unknown hyperparameters {unknown} for rule {rule!r}; "
-                         f"known: {sorted(allowed)}")
-    defaults = {f.name: f.default for f in fields(_rule_config(rule))} | {"epochs": 1}
-    for k, v in hp.items():
-        want = type(defaults[k])
-        ok = isinstance(v, want) and not (want is not bool and isinstance(v, bool))
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            ok = True
-        if not ok:
-            raise ValueError(f"hyperparameter {k!r} must be a {want.__name__}, got {v!r}")
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Path, Query
 
 from .problems import Problem
-from .settings import DEFAULT_PROFILE, PROFILE_RE
+from .settings import PROFILE_RE
 
 PROFILE_PATTERN = PROFILE_RE.pattern
 MAX_LABEL = 64
@@ -16,11 +16,6 @@ MAX_LABEL = 64
 ProfileQuery = Annotated[str, Query(pattern=PROFILE_PATTERN, description="profile name")]
 ProfilePath = Annotated[str, Path(pattern=PROFILE_PATTERN, description="profile name")]
 VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="version number")]
-
-
-def reserved_profile(name: str) -> bool:
-    """``default`` (the shipped model) in any case form: ``DEFAULT``, ``Default``..."""
-    return name.casefold() == DEFAULT_PROFILE
 
 
 def validate_label(label: str) -> str:

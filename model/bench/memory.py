@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from ..adapt import DEFAULTS, make
+from ..adapt import make
 from ..pipeline import KWSModel
 
 
@@ -63,7 +63,7 @@ def measure_one(model_path: str | None, rule: str, seconds: float) -> dict:
         model.logits(one)
         times.append(time.perf_counter() - t0)
     infer_ms = statistics.median(times) * 1000
-    r = make(model, rule, **DEFAULTS.get(rule, {}))
+    r = make(model, rule)
     stream = model.init_stream()
     _reset_peak()
     base = _rss_bytes()

@@ -4,7 +4,7 @@
 1-shot and all-shot: query accuracy before/after and retention on the other held-out speakers)
 and, from the same run, the peak memory and the cost of adapting on streamed audio
 (:func:`memory.bench_memory`, a fresh process per measurement), all with the rule's defaults
-(:data:`adapt.DEFAULTS`).
+(each rule's config, :func:`rules.defaults`).
 
 ``bench_classes``: the adaptation state a rule keeps (its :meth:`Rule.state_tensors`, peak over
 a 1 s utterance) as the readout grows to 12, 36, 100, 1000 classes, at batch 1 and 16, split
@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from ..adapt import DEFAULT_EPOCHS, DEFAULTS
-from ..rules import NAMES
+from ..adapt import DEFAULT_EPOCHS
+from ..rules import NAMES, defaults
 
 ALL_RULES = list(NAMES)
 CLASS_RULES = ["tp", "tp-batch", "tess", "eprop"]  # tp-batch: TP with the paper's B×B contrast
@@ -57,7 +57,7 @@ def bench_rules(
     seconds = seconds or ["1", "30"]
     rows, n_speakers, t0 = [], 0, time.time()
     for rule in rules:
-        row: dict = {"rule": rule, "hyperparameters": DEFAULTS.get(rule, {})}
+        row: dict = {"rule": rule, "hyperparameters": defaults(rule)}
         for shots, key in (("1", "one_shot"), ("all", "all_shot")):
             res = bench_personalize(model, data, rule, shots, val_percent, epochs=epochs,
                                     progress=progress, speakers=speakers, condition=condition,
@@ -107,7 +107,7 @@ def measure_classes(rule: str, n_classes: int, batch: int, frames: int = 98,
     name, extra = ("tp", {"contrast": "batch"}) if rule == "tp-batch" else (rule, {})
     torch.manual_seed(seed)
     net = SNN(n_in, n_hidden, n_classes)
-    r = make_rule(name, net, **(DEFAULTS.get(name, {}) | extra))
+    r = make_rule(name, net, **extra)
     gen = torch.Generator().manual_seed(seed)
     x = (torch.rand(frames, batch, n_in, generator=gen) < 0.05).float()
     r.begin(torch.arange(batch) % n_classes)

@@ -5,9 +5,18 @@ CLI, the benchmarks and the service offer.
 """
 
 from . import bptt, decolle, drtp, eprop, etlp, readout, tess, tp  # noqa: F401  (register)
-from .base import RULES, Rule, make_rule
+from .base import (
+    RULES,
+    Rule,
+    check_hyperparameters,
+    config_class,
+    defaults,
+    hyperparameter_names,
+    make_rule,
+)
 
 NAMES: tuple[str, ...] = ("tp", "readout", "bptt", "tess", "eprop", "etlp", "drtp", "decolle")
 assert set(NAMES) == set(RULES), "a registered rule is missing from NAMES"
 
-__all__ = ["NAMES", "RULES", "Rule", "make_rule"]
+__all__ = ["NAMES", "RULES", "Rule", "check_hyperparameters", "config_class", "defaults",
+           "hyperparameter_names", "make_rule"]

@@ -7,6 +7,8 @@ cross-entropy of the readout at the last frame (the same objective as pretrainin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..network import NetState
@@ -14,10 +16,22 @@ from ..neurons import lif_step, readout_step
 from .base import Rule, RuleConfig, register
 
 
+@dataclass
+class BPTTConfig(RuleConfig):
+    """Adam on the whole utterance at its end (the reference, not an online rule)."""
+
+    lr: float = 1e-5
+    lr_out: float = 1e-5
+    update_every: int = 1
+    optimizer: str = "adam"
+
+
 @register("bptt")
 class BPTT(Rule):
-    def __init__(self, net, config: RuleConfig | None = None) -> None:
-        super().__init__(net, config)
+    config_class = BPTTConfig
+
+    def __init__(self, net, config: BPTTConfig | None = None) -> None:
+        super().__init__(net, config or BPTTConfig())
         self.make_optimiser([net.w_in, net.w_rec], [net.w_out])
 
     def begin(self, labels: torch.Tensor) -> None:

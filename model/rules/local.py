@@ -36,7 +36,7 @@ FEEDBACK_SEED = 20250301  # fixed random projections; row k depends only on (see
 @dataclass
 class LocalConfig(RuleConfig):
     readout: str = "final"  # or "frame" (see core.ReadoutLearner)
-    readout_norm: bool = False  # normalised delta rule (see core.ReadoutLearner)
+    readout_norm: bool = True  # normalised delta rule (see core.ReadoutLearner)
 
 
 class Factors(NamedTuple):

@@ -17,7 +17,7 @@ from .core import ReadoutLearner, zero_path
 @dataclass
 class ReadoutConfig(RuleConfig):
     readout: str = "final"
-    readout_norm: bool = False
+    readout_norm: bool = True
 
 
 @register("readout")

@@ -108,11 +108,11 @@ def label_projection(n_hidden: int, n_classes: int) -> tuple[torch.Tensor, torch
 
 @dataclass
 class TPConfig(RuleConfig):
-    lr: float = 1e-4
-    lr_out: float = 1e-4
+    # on the shipped (BPTT-pretrained) backbone no hidden-layer rate helped the tune speakers
+    lr: float = 0.0
     contrast: str = "classes"  # or "batch"
     readout: str = "final"  # or "frame" (see core.ReadoutLearner)
-    readout_norm: bool = False  # normalised delta rule (see core.ReadoutLearner)
+    readout_norm: bool = True  # normalised delta rule (see core.ReadoutLearner)
 
 
 @register("tp")

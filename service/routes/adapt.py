@@ -1,108 +1,28 @@
-"""POST /adapt: stream a recording of one label through the network, learning with TP as the
-bytes arrive, and commit exactly one new version.
-
-Per profile, adaptations are serialized by an in-process lock held from the first body byte
-to the commit; the commit itself checks in one write transaction that the version the
-adaptation started from is still the active one (a rollback or another process in between
-gives 409 instead of a lost update).
+"""POST /adapt: stream a recording of one label through the network, learning as the bytes
+arrive, and commit exactly one new version (the work: :meth:`service.profiles.Profiles.adapt`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
-from tracekws.model.adapt import AdaptSession
-from tracekws.model.pipeline import KWSModel
-from tracekws.model.stream_decode import StreamDecoder
 
 from ..auth import authorize
+from ..deps import ProfilesDep
 from ..problems import Problem, responses
-from ..runtime import Runtime, runtime
-from ..settings import RULES, check_hyperparameters
-from ..store import IdempotentReplay, UnknownProfile, VersionInfo, sha256
+from ..runtime import runtime
+from ..settings import RULES
+from ..store import VersionInfo
 from ..upload import AUDIO_BODY, audio_chunks, check_headers
-from ..validation import ProfileQuery, reserved_profile, validate_label
+from ..validation import ProfileQuery, validate_label
 
 router = APIRouter(tags=["adapt"])
 log = logging.getLogger("tracekws.service")
-
-
-class _Job:
-    """One adaptation: decoder + session (+ optional raw-audio spool). Touched by one worker
-    thread at a time (each step is awaited before the next).
-
-    Decoded audio is learned ``slice_samples`` at a time and, between two slices, the thread
-    calls ``pause()`` (the prediction gate: it waits, bounded, while predictions are pending),
-    so a long upload chunk does not hold the GIL against /predict for its whole duration."""
-
-    def __init__(self, model: KWSModel, label: str, rule: str, hp: dict, max_seconds: float,
-                 spool_dir: str, keep_audio: bool, slice_samples: int = 4000,
-                 pause: Callable[[], None] = lambda: None) -> None:
-        self.slice, self.pause = max(1, slice_samples), pause
-        self.session = AdaptSession(model.clone(), label, rule, **hp)
-        self.decoder = StreamDecoder(max_seconds=max_seconds, spool_dir=spool_dir)
-        self.raw = None
-        if keep_audio:
-            import tempfile
-
-            self.raw = tempfile.NamedTemporaryFile(dir=spool_dir, delete=False)  # noqa: SIM115
-
-    def feed(self, data: bytes) -> None:
-        if self.raw is not None:
-            self.raw.write(data)
-        self._learn(self.decoder.feed(data))
-
-    def _learn(self, samples) -> None:
-        for i in range(0, samples.numel(), self.slice):
-            if i:
-                self.pause()
-            self.session.feed(samples[i : i + self.slice])
-
-    def finish(self) -> tuple[Any, bytes]:
-        for block in self.decoder.close_blocks():
-            if block.numel():
-                self.pause()
-                self._learn(block)
-        self.pause()
-        result = self.session.finish()
-        return result, self.session.model.to_bytes()
-
-    def abort(self) -> None:
-        self.decoder.abort()
-        if self.raw is not None:
-            self.raw.close()
-            os.unlink(self.raw.name)
-            self.raw = None
-
-    def keep_raw(self, dest) -> str | None:
-        if self.raw is None:
-            return None
-        self.raw.close()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.raw.name, dest)
-        self.raw = None
-        return str(dest)
-
-
-def _hyperparameters(rt: Runtime, rule: str | None, given: dict[str, Any]
-                     ) -> tuple[str, dict[str, Any]]:
-    s = rt.settings
-    rule = rule or s.adapt_rule
-    hp = dict(s.adapt_hyperparameters) if rule == s.adapt_rule else {}
-    hp.update({k: v for k, v in given.items() if v is not None})
-    try:
-        check_hyperparameters(rule, hp)
-    except ValueError as exc:
-        raise Problem("validation-error", str(exc)) from None
-    return rule, hp
 
 
 def _replay(info: VersionInfo, label: str) -> JSONResponse:
@@ -136,6 +56,7 @@ def _check_key(key: str | None) -> None:
              openapi_extra={"requestBody": AUDIO_BODY})
 async def adapt(
     request: Request,
+    svc: ProfilesDep,
     profile: ProfileQuery,
     label: str = Query(..., max_length=1024, description="the word spoken (new words enrol): "
                        "1-64 characters, no control characters or surrounding whitespace",
@@ -160,95 +81,45 @@ async def adapt(
     s = rt.settings
     label = validate_label(label)
     _check_key(idempotency_key)
-    if reserved_profile(profile):
-        raise Problem("read-only-profile")
+    svc.check_writable(profile)
     authorize(request, profile, write=True)
     check_headers(request, s.max_upload_bytes)  # 415 / 413 before anything else
-    if idempotency_key is not None:  # a retry: answer before reading the body
-        done = await rt.io(rt.store.by_idempotency_key, profile, idempotency_key)
-        if done is not None:
-            return _replay(done, label)
-    if rule is None:  # the profile's own rule, if it has one (a profile's rule never changes)
-        try:
-            rule = (await rt.io(rt.store.get_profile, profile)).rule
-        except UnknownProfile:
-            pass
-    rule, hp = _hyperparameters(rt, rule, {
-        "epochs": epochs, "lr": lr, "lr_out": lr_out, "optimizer": optimizer,
-        "update_every": update_every, "contrast": contrast, "readout": readout})
     outcome = "error"
     try:
-        async with rt.lock(profile):
-            if idempotency_key is not None:  # a concurrent twin committed while we waited
-                done = await rt.io(rt.store.by_idempotency_key, profile, idempotency_key)
-                if done is not None:
-                    outcome = "replayed"
-                    return _replay(done, label)
-            try:
-                parent = await rt.io(rt.store.version, profile)
-                create, keep_audio = False, (await rt.io(rt.store.get_profile, profile)
-                                             ).store_audio
-            except UnknownProfile:
-                parent, create, keep_audio = rt.base_info, True, False
-            # adaptation's own pool: it never occupies prediction's threads
-            model = await rt.adapt_compute(rt.load, parent)
-            job = await rt.adapt_compute(
-                _Job, model, label, rule, hp, s.max_adapt_seconds, str(s.spool_dir),
-                keep_audio, round(s.adapt_slice_seconds * 16_000), rt.gate.wait_idle)
-            try:
-                async for data in audio_chunks(request, s.max_upload_bytes,
-                                               s.upload_idle_timeout_s, s.upload_timeout_s):
-                    await rt.adapt_compute(job.feed, data)
-                result, weights = await rt.adapt_compute(job.finish)
-                tags = {}
-                if job.raw is not None:  # opted in: keep the recording, named by content
-                    dest = s.audio_dir / profile / f"{sha256(weights)[:16]}-{uuid.uuid4().hex}"
-                    tags["audio"] = os.path.relpath(await rt.io(job.keep_raw, dest), s.data_dir)
-                try:
-                    info = await rt.write(
-                        rt.store.commit_version, profile, parent.number, weights, rule, label,
-                        result.hyperparameters, result.utterances,
-                        list(job.session.model.labels),
-                        {"prob_before": result.prob_before, "prob_after": result.prob_after,
-                         "utterances": result.utterances, "new_label": result.new_label,
-                         "audio_seconds": job.decoder.samples_out / 16_000},
-                        tags=tags, create=create, idempotency_key=idempotency_key)
-                except IdempotentReplay as exc:  # another process committed it first
-                    if tags:
-                        (s.data_dir / tags["audio"]).unlink(missing_ok=True)
-                    outcome = "replayed"
-                    return _replay(exc.info, label)
-                except BaseException:
-                    if tags:
-                        (s.data_dir / tags["audio"]).unlink(missing_ok=True)
-                    raise
-            finally:
-                job.abort()
-        outcome = "ok"
+        done = await svc.adapt(
+            profile, label, rule,
+            {"epochs": epochs, "lr": lr, "lr_out": lr_out, "optimizer": optimizer,
+             "update_every": update_every, "contrast": contrast, "readout": readout},
+            audio_chunks(request, s.max_upload_bytes, s.upload_idle_timeout_s,
+                         s.upload_timeout_s),
+            idempotency_key)
+        outcome = "replayed" if done.replayed else "ok"
     except ClientDisconnect:
         outcome = "disconnected"
         log.info("client went away during /adapt on %s; nothing committed", profile)
         return Response(status_code=400)
     finally:
         rt.metrics.inc("tracekws_adaptations_total", outcome=outcome)
+    if done.replayed:
+        return _replay(done.info, label)
     elapsed = time.perf_counter() - t0
-    audio_s = job.decoder.samples_out / 16_000
+    result, info = done.result, done.info
     rt.metrics.inc("tracekws_adapt_utterances_total", result.utterances)
-    rt.metrics.inc("tracekws_adapt_audio_seconds_total", audio_s)
+    rt.metrics.inc("tracekws_adapt_audio_seconds_total", done.audio_seconds)
     rt.metrics.observe("tracekws_adapt_duration_seconds", elapsed)
     body = {
         "profile": profile,
         "version": info.number,
-        "parent": parent.number,
+        "parent": done.parent,
         "label": label,
         "new_label": result.new_label,
         "utterances": result.utterances,
         "prob_before": round(result.prob_before, 6),
         "prob_after": round(result.prob_after, 6),
-        "rule": rule,
+        "rule": info.rule,
         "hyperparameters": result.hyperparameters,
-        "sha256": sha256(weights),
-        "audio_seconds": round(audio_s, 3),
+        "sha256": info.sha256,
+        "audio_seconds": round(done.audio_seconds, 3),
         "latency_ms": round(elapsed * 1000, 3),
     }
     return JSONResponse(body, status_code=201,

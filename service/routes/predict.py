@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ..auth import authorize
 from ..decoding import BoundedDecoder
+from ..deps import ProfilesDep
 from ..problems import responses
 from ..runtime import runtime
 from ..settings import DEFAULT_PROFILE
@@ -40,6 +41,7 @@ async def decode_body(request: Request, rt, min_samples: int):
              openapi_extra={"requestBody": AUDIO_BODY})
 async def predict(
     request: Request,
+    svc: ProfilesDep,
     profile: ProfileQuery = DEFAULT_PROFILE,
     version: int | None = Query(None, ge=1, le=2**31 - 1),
 ) -> JSONResponse:
@@ -47,7 +49,7 @@ async def predict(
     rt = runtime(request)
     authorize(request, profile, write=False)
     check_headers(request, rt.settings.max_upload_bytes)
-    resolved = await rt.io(rt.resolve, profile, version)  # 404 before the body is read
+    resolved = await rt.io(svc.resolve, profile, version)  # 404 before the body is read
     wave = await decode_body(request, rt, resolved.model.config.frontend.n_fft)
     scores = await rt.batcher.predict(resolved.model, wave)  # batched with concurrent calls
     rt.metrics.inc("tracekws_predictions_total")

@@ -28,7 +28,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from tracekws.model.detect import Detector
 
 from ..auth import authorize, needs_key
-from ..problems import Problem, problem_body
+from ..problems import Problem, problem_body, store_problem
+from ..profiles import profiles
 from ..runtime import runtime
 from ..settings import DEFAULT_PROFILE, PROFILE_RE
 from ..store import StoreError
@@ -117,15 +118,13 @@ async def stream(ws: WebSocket) -> None:
                 and "token" not in ws.query_params:
             token = await _first_message_token(ws)
         authorize(ws, profile, write=False, token=token)
-        resolved = await rt.io(rt.resolve, profile, version)
+        resolved = await rt.io(profiles(ws).resolve, profile, version)
     except WebSocketDisconnect:
         return
     except Problem as p:
         await _fail(ws, p)
         return
     except StoreError as exc:
-        from ..runtime import store_problem
-
         await _fail(ws, store_problem(exc))
         return
     det = Detector(resolved.model, threshold=threshold or rt.settings.stream_threshold)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from _clips import clip_path, wave
 from _concurrent import adapt_concurrently
-from test_service_postgres import BACKENDS, pg_database, sql
+from _postgres import BACKENDS, pg_database, sql
 from tracekws.model.audio import encode_wav
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)

@@ -7,69 +7,18 @@ Also here: two service processes on one PostgreSQL database, 16 concurrent /adap
 across both, one unbroken version chain (the profile lock is a PostgreSQL advisory lock, so
 it holds across processes).
 
-The helpers (``BACKENDS``, ``database_url``, ``sql``) are imported by the other test files.
+The helpers (``BACKENDS``, ``database_url``, ``sql``) are in tests/_postgres.py.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import httpx
-import pytest
 from _clips import wave
 from _concurrent import adapt_concurrently
+from _postgres import needs_pg, pg_database, sql
 from tracekws.model.audio import encode_wav
 
-PG_URL = os.environ.get("TRACEKWS_TEST_POSTGRES_URL", "")
-needs_pg = pytest.mark.skipif(not PG_URL, reason="set TRACEKWS_TEST_POSTGRES_URL to run the "
-                              "PostgreSQL cases")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=needs_pg)]
 AUDIO = {"content-type": "audio/wav"}
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh, empty database on the test server (dropped afterwards); its SQLAlchemy URL."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    admin = make_url(PG_URL)
-    name = f"tracekws_t_{uuid.uuid4().hex[:12]}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def database_url(backend: str, data_dir) -> Iterator[str | None]:
-    """None for SQLite (the service's default file in ``data_dir``), else a fresh PG URL."""
-    if backend == "sqlite":
-        yield None
-    else:
-        with pg_database() as url:
-            yield url
-
-
-def sql(url: str, statement: str, **params) -> list[tuple]:
-    """Run one statement on the service's database (either backend); its rows."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return [tuple(r) for r in result] if result.returns_rows else []
-    finally:
-        engine.dispose()
 
 
 def chain_of(body: dict) -> list[int]:

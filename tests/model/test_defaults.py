@@ -5,14 +5,15 @@ import json
 from pathlib import Path
 
 import pytest
-from tracekws.model.adapt import DEFAULT_EPOCHS, DEFAULTS
+from tracekws.model.adapt import DEFAULT_EPOCHS
+from tracekws.model.rules import NAMES, defaults
 
 LOGS = sorted(Path(__file__).resolve().parents[2].glob("docs/bench/sweep-*.json"))
 
 
 def test_every_rule_with_defaults_has_a_sweep_log():
     swept = {json.loads(p.read_text())["rule"] for p in LOGS}
-    assert set(DEFAULTS) <= swept
+    assert set(NAMES) <= swept
 
 
 @pytest.mark.parametrize("log", LOGS, ids=[p.stem for p in LOGS])
@@ -20,7 +21,7 @@ def test_defaults_are_the_chosen_setting(log):
     data = json.loads(log.read_text())
     assert data["speakers"] == "tune" and data["chosen"] is not None
     chosen = data["chosen"]
-    hp = DEFAULTS[data["rule"]]
+    hp = defaults(data["rule"])
     for key, value in chosen.items():
         if key in hp:
             assert hp[key] == value, (data["rule"], key)

@@ -134,7 +134,7 @@ def _check_against_reference(contrast: str, readout: str, dtype: torch.dtype,
     with default_dtype(dtype):
         net = _snn(n_in, h, c, seed)
         rule = make_rule("tp", net, lr=lr, lr_out=lr_out, optimizer="sgd", update_every=1,
-                         contrast=contrast, readout=readout)
+                         readout_norm=False, contrast=contrast, readout=readout)
         g = torch.Generator().manual_seed(seed + 1)
         # float64: the algebra to rounding; float32 (the rule's own dtype): to float32 rounding
         tol = {"rtol": 1e-9, "atol": 1e-12} if dtype == torch.float64 else \

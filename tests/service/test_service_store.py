@@ -6,8 +6,8 @@ database each; see test_service_postgres.py)."""
 
 import pytest
 from _clips import wave
+from _postgres import BACKENDS, database_url, sql
 from sqlalchemy import inspect
-from test_service_postgres import BACKENDS, database_url, sql
 from tracekws.model.audio import encode_wav
 from tracekws.service import db
 from tracekws.service.store import Store, VersionConflict

@@ -1,0 +1,337 @@
+"""What a profile is, in one place: the routes ask, this module decides.
+
+- ``default`` is the shipped model: one read-only version, never stored. Every other name is
+  a stored profile whose versions form a lineage (MLflow-style: immutable versions, one
+  mutable "active" pointer).
+- Resolving a profile to the model to serve, with the corrupt-version fallback: a corrupt
+  active version is skipped for its nearest good ancestor, so a profile keeps serving.
+- Adapting: which rule and hyper-parameters apply (the request's, else the profile's rule,
+  else the service's), the per-profile lock, the streaming job (decode → learn as the bytes
+  arrive), and the one commit that makes the new version (or the replay of a retried one).
+
+Routes stay thin: they parse the request, call :class:`Profiles`, and shape the response.
+Errors are raised as the store's exceptions or :class:`~.problems.Problem`; problems.py maps
+them to HTTP in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from tracekws.model.adapt import AdaptResult, AdaptSession
+from tracekws.model.pipeline import KWSModel
+from tracekws.model.rules import check_hyperparameters
+from tracekws.model.stream_decode import StreamDecoder
+
+from .problems import Problem
+from .runtime import Runtime
+from .settings import DEFAULT_PROFILE
+from .store import (
+    CorruptWeights,
+    IdempotentReplay,
+    ProfileInfo,
+    UnknownProfile,
+    UnknownVersion,
+    VersionInfo,
+    sha256,
+)
+
+log = logging.getLogger("tracekws.service")
+
+
+def is_reserved(name: str) -> bool:
+    """``default`` in any case form (``DEFAULT``, ``Default``...): no stored profile may take
+    it, and none of its forms can be written to."""
+    return name.casefold() == DEFAULT_PROFILE
+
+
+@dataclass(frozen=True)
+class Resolved:
+    model: KWSModel
+    info: VersionInfo
+    fallback_from: int | None = None  # the active version, when it was corrupt
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """A finished adaptation: the committed version (``replayed``: a retry's earlier one)."""
+
+    info: VersionInfo
+    parent: int | None
+    result: AdaptResult | None = None
+    audio_seconds: float = 0.0
+    replayed: bool = False
+
+
+class _Job:
+    """One adaptation: decoder + session (+ optional raw-audio spool). Touched by one worker
+    thread at a time (each step is awaited before the next).
+
+    Decoded audio is learned ``slice_samples`` at a time and, between two slices, the thread
+    calls ``pause()`` (the prediction gate: it waits, bounded, while predictions are pending),
+    so a long upload chunk does not hold the GIL against /predict for its whole duration."""
+
+    def __init__(self, model: KWSModel, label: str, rule: str, hp: dict, max_seconds: float,
+                 spool_dir: str, keep_audio: bool, slice_samples: int = 4000,
+                 pause: Callable[[], None] = lambda: None) -> None:
+        self.slice, self.pause = max(1, slice_samples), pause
+        self.session = AdaptSession(model.clone(), label, rule, **hp)
+        self.decoder = StreamDecoder(max_seconds=max_seconds, spool_dir=spool_dir)
+        self.raw = None
+        if keep_audio:
+            self.raw = tempfile.NamedTemporaryFile(dir=spool_dir, delete=False)  # noqa: SIM115
+
+    def feed(self, data: bytes) -> None:
+        if self.raw is not None:
+            self.raw.write(data)
+        self._learn(self.decoder.feed(data))
+
+    def _learn(self, samples) -> None:
+        for i in range(0, samples.numel(), self.slice):
+            if i:
+                self.pause()
+            self.session.feed(samples[i : i + self.slice])
+
+    def finish(self) -> tuple[AdaptResult, bytes]:
+        for block in self.decoder.close_blocks():
+            if block.numel():
+                self.pause()
+                self._learn(block)
+        self.pause()
+        result = self.session.finish()
+        return result, self.session.model.to_bytes()
+
+    def abort(self) -> None:
+        self.decoder.abort()
+        if self.raw is not None:
+            self.raw.close()
+            os.unlink(self.raw.name)
+            self.raw = None
+
+    def keep_raw(self, dest: Path) -> str | None:
+        if self.raw is None:
+            return None
+        self.raw.close()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.raw.name, dest)
+        self.raw = None
+        return str(dest)
+
+
+class Profiles:
+    """Profiles over the runtime's store, model cache and locks (one per app)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    # ---- reading ------------------------------------------------------------------------
+    def default_public(self) -> dict[str, Any]:
+        return {"name": DEFAULT_PROFILE, "created_at": self.rt.base_info.created_at.isoformat(),
+                "store_audio": False, "active_version": 1, "versions": 1, "rule": None,
+                "read_only": True}
+
+    async def list(self) -> list[dict[str, Any]]:
+        rt = self.rt
+        return [self.default_public()] + [p.public() for p in await rt.io(rt.store.list_profiles)]
+
+    async def get(self, name: str) -> dict[str, Any]:
+        if name == DEFAULT_PROFILE:
+            return self.default_public()
+        return (await self.rt.io(self.rt.store.get_profile, name)).public()
+
+    def version_info(self, name: str, number: int | None = None) -> VersionInfo:
+        """A version's record (blocking: call through ``rt.io``); None = the active one."""
+        if name == DEFAULT_PROFILE:
+            if number not in (None, 1):
+                raise UnknownVersion(f"{DEFAULT_PROFILE} has only version 1")
+            return self.rt.base_info
+        return self.rt.store.version(name, number)
+
+    async def versions(self, name: str) -> tuple[list[VersionInfo], int]:
+        if name == DEFAULT_PROFILE:
+            return [self.rt.base_info], 1
+        return await self.rt.io(self.rt.store.versions, name)
+
+    async def version(self, name: str, number: int) -> tuple[VersionInfo, int]:
+        """(the version, the number of the active one)."""
+        info = await self.rt.io(self.version_info, name, number)
+        active = 1 if name == DEFAULT_PROFILE else \
+            (await self.rt.io(self.version_info, name)).number
+        return info, active
+
+    async def weights(self, info: VersionInfo) -> bytes:
+        if info.profile == DEFAULT_PROFILE:
+            return self.rt.base_bytes
+        try:
+            return await self.rt.io(self.rt.store.weights, info)
+        except CorruptWeights:
+            self.rt.metrics.inc("tracekws_corrupt_weights_total")
+            raise
+
+    def load(self, info: VersionInfo) -> KWSModel:
+        """The model of one version (cached by sha256, checked on load; blocking)."""
+        rt = self.rt
+        if info.profile == DEFAULT_PROFILE or info.sha256 == rt.base_sha:
+            return rt.base_model
+
+        def _load() -> KWSModel:
+            m = KWSModel.from_bytes(rt.store.weights(info))
+            m.net.eval()
+            return m
+
+        try:
+            return rt.cache.get(info.sha256, _load)
+        except CorruptWeights:
+            rt.metrics.inc("tracekws_corrupt_weights_total")
+            log.error("corrupt weights: profile %s version %s", info.profile, info.number)
+            raise
+
+    def resolve(self, name: str, number: int | None = None) -> Resolved:
+        """The model to serve (blocking). With no version asked for, a corrupt active version
+        falls back to its nearest good ancestor, so the profile keeps serving its last good
+        version."""
+        info = self.version_info(name, number)
+        try:
+            return Resolved(self.load(info), info)
+        except CorruptWeights:
+            if number is not None:
+                raise
+        bad, cur = info, info
+        while cur.parent is not None:
+            cur = self.rt.store.version(name, cur.parent)
+            try:
+                return Resolved(self.load(cur), cur, fallback_from=bad.number)
+            except CorruptWeights:
+                continue
+        raise CorruptWeights(name, bad.number, bad.sha256, "no good ancestor")
+
+    # ---- writing ------------------------------------------------------------------------
+    @staticmethod
+    def check_writable(name: str) -> None:
+        if is_reserved(name):
+            raise Problem("read-only-profile")
+
+    async def create(self, name: str, store_audio: bool, rule: str | None) -> ProfileInfo:
+        if is_reserved(name):
+            raise Problem("profile-exists", f"{name!r} is reserved: 'default' is the built-in "
+                          "profile")
+        return await self.rt.write(self.rt.store.create_profile, name, store_audio, rule)
+
+    async def activate(self, name: str, number: int) -> tuple[int, VersionInfo]:
+        self.check_writable(name)
+        return await self.rt.write(self.rt.store.activate, name, number)
+
+    async def delete(self, name: str, free_space: Callable[[Exception], bool]) -> None:
+        """Delete a profile, its versions and its recordings. ``free_space(exc)``: called when
+        the delete fails; True if it freed space and the delete should be tried again (on a
+        full disk, deleting is how space is freed)."""
+        import shutil
+
+        self.check_writable(name)
+        rt = self.rt
+        audio = rt.settings.audio_dir / name
+        async with rt.lock(name):
+            try:
+                await rt.write(rt.store.delete_profile, name)
+            except Exception as exc:
+                if not await rt.io(free_space, exc):
+                    raise
+                await rt.io(shutil.rmtree, audio, True)
+                await rt.write(rt.store.delete_profile, name)
+            if audio.is_dir():
+                await rt.io(shutil.rmtree, audio, True)
+
+    def hyperparameters(self, rule: str | None, given: dict[str, Any]
+                        ) -> tuple[str, dict[str, Any]]:
+        """The rule and hyper-parameters of one adaptation: the request's values over the
+        service's configured ones (those apply to the service's rule only); validated."""
+        s = self.rt.settings
+        rule = rule or s.adapt_rule
+        hp = dict(s.adapt_hyperparameters) if rule == s.adapt_rule else {}
+        hp.update({k: v for k, v in given.items() if v is not None})
+        try:
+            check_hyperparameters(rule, hp)
+        except ValueError as exc:
+            raise Problem("validation-error", str(exc)) from None
+        return rule, hp
+
+    async def replayed(self, name: str, key: str | None) -> VersionInfo | None:
+        """The version an earlier call with this Idempotency-Key made, if any."""
+        if key is None:
+            return None
+        return await self.rt.io(self.rt.store.by_idempotency_key, name, key)
+
+    async def adapt(self, name: str, label: str, rule: str | None, given: dict[str, Any],
+                    chunks: AsyncIterator[bytes], key: str | None = None) -> Adapted:
+        """Learn ``label`` from the audio in ``chunks`` as it arrives and commit exactly one new
+        version (a profile that does not exist yet is created from the shipped model).
+
+        Adaptations of one profile are serialized by :meth:`Runtime.lock`, held from the first
+        body byte to the commit; the commit checks in one write transaction that the version
+        the adaptation started from is still the active one (else 409 ``version-conflict``)."""
+        rt, s = self.rt, self.rt.settings
+        self.check_writable(name)
+        done = await self.replayed(name, key)  # a retry: answer before reading the body
+        if done is not None:
+            return Adapted(done, done.parent, replayed=True)
+        if rule is None:  # the profile's own rule, if it has one (a profile's rule never changes)
+            try:
+                rule = (await rt.io(rt.store.get_profile, name)).rule
+            except UnknownProfile:
+                pass
+        rule, hp = self.hyperparameters(rule, given)
+        async with rt.lock(name):
+            done = await self.replayed(name, key)  # a concurrent twin committed while we waited
+            if done is not None:
+                return Adapted(done, done.parent, replayed=True)
+            try:
+                parent = await rt.io(rt.store.version, name)
+                create, keep_audio = False, (await rt.io(rt.store.get_profile, name)).store_audio
+            except UnknownProfile:
+                parent, create, keep_audio = rt.base_info, True, False
+            # adaptation's own pool: it never occupies prediction's threads
+            model = await rt.adapt_compute(self.load, parent)
+            job = await rt.adapt_compute(
+                _Job, model, label, rule, hp, s.max_adapt_seconds, str(s.spool_dir),
+                keep_audio, round(s.adapt_slice_seconds * 16_000), rt.gate.wait_idle)
+            try:
+                async for data in chunks:
+                    await rt.adapt_compute(job.feed, data)
+                result, weights = await rt.adapt_compute(job.finish)
+                audio_s = job.decoder.samples_out / 16_000
+                tags = {}
+                if job.raw is not None:  # opted in: keep the recording, named by content
+                    dest = s.audio_dir / name / f"{sha256(weights)[:16]}-{uuid.uuid4().hex}"
+                    tags["audio"] = os.path.relpath(await rt.io(job.keep_raw, dest), s.data_dir)
+                try:
+                    info = await rt.write(
+                        rt.store.commit_version, name, parent.number, weights, rule, label,
+                        result.hyperparameters, result.utterances, list(job.session.model.labels),
+                        {"prob_before": result.prob_before, "prob_after": result.prob_after,
+                         "utterances": result.utterances, "new_label": result.new_label,
+                         "audio_seconds": audio_s},
+                        tags=tags, create=create, idempotency_key=key)
+                except IdempotentReplay as exc:  # another process committed it first
+                    if tags:
+                        (s.data_dir / tags["audio"]).unlink(missing_ok=True)
+                    return Adapted(exc.info, exc.info.parent, replayed=True)
+                except BaseException:
+                    if tags:
+                        (s.data_dir / tags["audio"]).unlink(missing_ok=True)
+                    raise
+            finally:
+                job.abort()
+        return Adapted(info, parent.number, result, audio_s)
+
+
+def profiles(conn: HTTPConnection) -> Profiles:
+    """FastAPI dependency: the app's :class:`Profiles`."""
+    return conn.app.state.profiles
