@@ -17,10 +17,6 @@ def class_index(clip: Clip, labels: list[str]) -> int:
 
 
 @torch.no_grad()
-def predict_batch(model: KWSModel, waves: torch.Tensor, batch: int = 128) -> torch.Tensor:
-    return torch.cat([model.logits(waves[i : i + batch]) for i in range(0, len(waves), batch)])
-
-
 def room_waves(clips: list[Clip], waves: torch.Tensor, noise: list[torch.Tensor], seed: int
                ) -> torch.Tensor:
     """``waves`` as heard through each speaker's simulated room (:mod:`model.room`), the

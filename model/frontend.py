@@ -33,6 +33,14 @@ class FrontEndConfig:
     def n_features(self) -> int:
         return self.n_mels * (3 if self.deltas else 1)
 
+    def frames(self, n_samples: int) -> int:
+        """Complete STFT frames (no padding) in ``n_samples`` samples."""
+        return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop_length
+
+    def samples(self, n_frames: int) -> int:
+        """Samples that ``n_frames`` complete frames span (0 for none)."""
+        return 0 if n_frames <= 0 else (n_frames - 1) * self.hop_length + self.n_fft
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -83,10 +91,10 @@ class FrontEnd(torch.nn.Module):
         if chunk.dim() == 1:
             chunk = chunk.unsqueeze(0)
         buf = torch.cat([state.tail, chunk.to(torch.float32)], dim=1)
-        n = 0 if buf.shape[1] < c.n_fft else 1 + (buf.shape[1] - c.n_fft) // c.hop_length
+        n = c.frames(buf.shape[1])
         if n == 0:
             return buf.new_zeros(buf.shape[0], 0, c.n_features), state._replace(tail=buf)
-        used = (n - 1) * c.hop_length + c.n_fft
+        used = c.samples(n)
         with torch.no_grad():
             logmel = torch.log(self.mel(buf[:, :used]) + c.log_eps).transpose(1, 2)
         tail = buf[:, n * c.hop_length :]

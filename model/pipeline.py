@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,13 @@ LABELS = [*KEYWORDS, UNKNOWN, SILENCE]
 
 # package data of tracekws.pretrained: the same file from a wheel, an editable install or a checkout
 PRETRAINED = Path(str(resources.files("tracekws.pretrained") / "tracekws-gsc12.safetensors"))
+
+
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, size: int = 256
+            ) -> torch.Tensor:
+    """``fn`` over ``x`` in slices of ``size`` along the first axis, concatenated: bounded
+    memory for the front end, encoder or network over thousands of clips."""
+    return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
 
 
 @dataclass
@@ -141,11 +149,15 @@ class KWSModel:
     def probabilities(self, wave: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(wave), dim=-1)
 
-    def predict(self, wave: torch.Tensor) -> list[tuple[str, float]]:
-        """(label, probability) pairs, best first."""
+    def predict(self, wave: torch.Tensor) -> list:
+        """(label, probability) pairs, best first; for a batch (B, n) of clips with the same
+        length, one such list per clip. The one prediction path of the CLI, the benchmarks and
+        the service (which batches concurrent requests through it)."""
         p = self.probabilities(wave)
-        order = torch.argsort(p, descending=True)
-        return [(self.labels[i], float(p[i])) for i in order]
+        rows = [p] if p.dim() == 1 else list(p)
+        out = [[(self.labels[i], float(row[i])) for i in torch.argsort(row, descending=True)]
+               for row in rows]
+        return out[0] if p.dim() == 1 else out
 
     # ---- growth --------------------------------------------------------------------------
     def add_label(self, label: str) -> int:

@@ -21,7 +21,7 @@ from .data import load_waves, noise_recordings, scan, split
 from .encoder import EncoderConfig, encode
 from .encoder import init_state as encoder_init
 from .neurons import LIFParams
-from .pipeline import LABELS, SILENCE, KWSModel, ModelConfig
+from .pipeline import LABELS, SILENCE, KWSModel, ModelConfig, batched
 
 
 @dataclass
@@ -93,16 +93,13 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     )
     model = KWSModel(mc)
     with torch.no_grad():
-        feats = torch.cat([model.frontend(train_waves[i : i + 256])
-                           for i in range(0, len(train_waves), 256)])
+        feats = batched(model.frontend, train_waves)
     model.mean, model.std = feats.mean((0, 1)), feats.std((0, 1)).clamp_min(1e-3)
     if cfg.center_inputs:
         with torch.no_grad():
-            model.in_mean = torch.cat([model.inputs(train_waves[i : i + 256])
-                                       for i in range(0, len(train_waves), 256)]).mean((0, 1))
+            model.in_mean = batched(model.inputs, train_waves).mean((0, 1))
     with torch.no_grad():
-        val_x = torch.cat([model.inputs(val_waves[i : i + 256])
-                           for i in range(0, len(val_waves), 256)]) if len(val_c) else None
+        val_x = batched(model.inputs, val_waves) if len(val_c) else None
     with torch.no_grad():
         # variance-preserving input weights for the encoder's actual statistics: binary spike
         # inputs have E[x²] = their rate, far below the 1 of standardised analog features
@@ -157,7 +154,7 @@ def augmented_batch(
 @torch.no_grad()
 def accuracy(model: KWSModel, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
     model.net.eval()
-    pred = torch.cat([model.net(x[i : i + batch])[0].argmax(1) for i in range(0, len(x), batch)])
+    pred = batched(lambda xb: model.net(xb)[0].argmax(1), x, batch)
     return float((pred == y).float().mean())
 
 
@@ -283,10 +280,7 @@ class _LocalLearner:
         self.rule = make_rule(cfg.rule, p.model.net, **hp)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
-        self.rule.begin(y)
-        for t in range(x.shape[1]):
-            m = self.rule.step(x[:, t])
-        self.rule.end()
+        m = self.rule.run(x, y)
         return m, float(getattr(self.rule, "last_loss", float("nan")))
 
     def state_dict(self) -> dict:

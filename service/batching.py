@@ -30,22 +30,16 @@ class _Item:
 
 def predict_batch(model: KWSModel, waves: list[torch.Tensor]) -> list[list[tuple[str, float]]]:
     """(label, probability) lists, best first, for clips with the same number of frames."""
+    if len(waves) == 1:
+        return [model.predict(waves[0])]
     c = model.config.frontend
     n = min(w.numel() for w in waves)
-    used = n if n < c.n_fft else ((n - c.n_fft) // c.hop_length) * c.hop_length + c.n_fft
-    x = torch.stack([w[:used] for w in waves]) if len(waves) > 1 else waves[0][:used]
-    p = torch.softmax(model.logits(x), dim=-1)
-    p = p.unsqueeze(0) if p.dim() == 1 else p
-    out = []
-    for row in p:
-        order = torch.argsort(row, descending=True)
-        out.append([(model.labels[i], float(row[i])) for i in order])
-    return out
+    used = c.samples(c.frames(n)) or n  # the samples the clips' common frames span
+    return model.predict(torch.stack([w[:used] for w in waves]))
 
 
 def frames(model: KWSModel, n: int) -> int:
-    c = model.config.frontend
-    return 0 if n < c.n_fft else 1 + (n - c.n_fft) // c.hop_length
+    return model.config.frontend.frames(n)
 
 
 class Batcher:

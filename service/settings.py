@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tracekws.model.rules import NAMES as RULES
 from tracekws.model.rules import check_hyperparameters
@@ -67,6 +67,38 @@ def parse_api_keys(value: Any) -> list[ApiKey]:
     if len({k.key for k in keys}) != len(keys):
         raise ValueError("duplicate API keys")
     return keys
+
+
+# field -> (lowest, highest, lowest excluded, message): every numeric setting's range, checked
+# by one validator
+RANGES: dict[str, tuple[float, float, bool, str]] = {
+    **{f: (0, float("inf"), False, "quotas must be >= 0 (0: no limit)")
+       for f in ("max_profiles", "max_versions_per_profile", "max_storage_bytes")},
+    "max_upload_bytes": (1024, 1024**3, False,
+                         "max_upload_bytes must be between 1 KiB and 1 GiB"),
+    **{f: (1.0, 3600.0, False, "audio duration limits must be between 1 s and 3600 s")
+       for f in ("max_adapt_seconds", "max_predict_seconds")},
+    "max_concurrent_decodes": (1, 1024, False,
+                               "max_concurrent_decodes must be between 1 and 1024"),
+    **{f: (0.1, 3600, False, "upload timeouts must be between 0.1 and 3600 s")
+       for f in ("upload_idle_timeout_s", "upload_timeout_s")},
+    "model_cache_size": (1, 1024, False, "model_cache_size must be between 1 and 1024"),
+    "predict_max_batch": (1, 256, False, "predict_max_batch must be between 1 and 256"),
+    **{f: (0, 256, False, "thread counts must be between 0 and 256")
+       for f in ("compute_threads", "adapt_threads", "torch_threads")},
+    "adapt_yield_ms": (0, 1000, False,
+                       "adapt_yield_ms must be between 0 (no yielding) and 1000"),
+    "adapt_slice_seconds": (0.01, 10, False, "adapt_slice_seconds must be between 0.01 and 10"),
+    "stream_threshold": (0.0, 1.0, True, "stream_threshold must be in (0, 1]"),
+    "stream_max_message_bytes": (1024, 64 * 1024 * 1024, False,
+                                 "stream_max_message_bytes must be between 1 KiB and 64 MiB"),
+    **{f: (0.1, 3600, False, "stream and header timeouts must be between 0.1 and 3600 s")
+       for f in ("stream_idle_timeout_s", "http_header_timeout_s")},
+    "http_max_connections": (1, 100_000, False,
+                             "http_max_connections must be between 1 and 100000"),
+    "db_busy_timeout_ms": (100, 600_000, False,
+                           "db_busy_timeout_ms must be between 100 and 600000"),
+}
 
 
 class Settings(BaseSettings):
@@ -133,39 +165,12 @@ class Settings(BaseSettings):
             out.append(o.strip())
         return out
 
-    @field_validator("max_profiles", "max_versions_per_profile", "max_storage_bytes")
+    @field_validator(*RANGES)
     @classmethod
-    def _quota(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("quotas must be >= 0 (0: no limit)")
-        return v
-
-    @field_validator("max_upload_bytes")
-    @classmethod
-    def _upload(cls, v: int) -> int:
-        if not 1024 <= v <= 1024**3:
-            raise ValueError("max_upload_bytes must be between 1 KiB and 1 GiB")
-        return v
-
-    @field_validator("max_adapt_seconds", "max_predict_seconds")
-    @classmethod
-    def _seconds(cls, v: float) -> float:
-        if not 1.0 <= v <= 3600.0:
-            raise ValueError("audio duration limits must be between 1 s and 3600 s")
-        return v
-
-    @field_validator("max_concurrent_decodes")
-    @classmethod
-    def _decodes(cls, v: int) -> int:
-        if not 1 <= v <= 1024:
-            raise ValueError("max_concurrent_decodes must be between 1 and 1024")
-        return v
-
-    @field_validator("upload_idle_timeout_s", "upload_timeout_s")
-    @classmethod
-    def _idle(cls, v: float) -> float:
-        if not 0.1 <= v <= 3600:
-            raise ValueError("upload timeouts must be between 0.1 and 3600 s")
+    def _in_range(cls, v: float, info: ValidationInfo) -> float:
+        lo, hi, low_open, message = RANGES[info.field_name]
+        if not ((lo < v) if low_open else (lo <= v)) or not v <= hi:
+            raise ValueError(message)
         return v
 
     @field_validator("adapt_rule")
@@ -173,76 +178,6 @@ class Settings(BaseSettings):
     def _rule(cls, v: str) -> str:
         if v not in RULES:
             raise ValueError(f"adapt_rule must be one of {RULES}")
-        return v
-
-    @field_validator("model_cache_size")
-    @classmethod
-    def _cache(cls, v: int) -> int:
-        if not 1 <= v <= 1024:
-            raise ValueError("model_cache_size must be between 1 and 1024")
-        return v
-
-    @field_validator("predict_max_batch")
-    @classmethod
-    def _batch(cls, v: int) -> int:
-        if not 1 <= v <= 256:
-            raise ValueError("predict_max_batch must be between 1 and 256")
-        return v
-
-    @field_validator("compute_threads", "adapt_threads", "torch_threads")
-    @classmethod
-    def _threads(cls, v: int) -> int:
-        if not 0 <= v <= 256:
-            raise ValueError("thread counts must be between 0 and 256")
-        return v
-
-    @field_validator("adapt_yield_ms")
-    @classmethod
-    def _yield(cls, v: float) -> float:
-        if not 0 <= v <= 1000:
-            raise ValueError("adapt_yield_ms must be between 0 (no yielding) and 1000")
-        return v
-
-    @field_validator("adapt_slice_seconds")
-    @classmethod
-    def _slice(cls, v: float) -> float:
-        if not 0.01 <= v <= 10:
-            raise ValueError("adapt_slice_seconds must be between 0.01 and 10")
-        return v
-
-    @field_validator("stream_threshold")
-    @classmethod
-    def _threshold(cls, v: float) -> float:
-        if not 0.0 < v <= 1.0:
-            raise ValueError("stream_threshold must be in (0, 1]")
-        return v
-
-    @field_validator("stream_max_message_bytes")
-    @classmethod
-    def _msg(cls, v: int) -> int:
-        if not 1024 <= v <= 64 * 1024 * 1024:
-            raise ValueError("stream_max_message_bytes must be between 1 KiB and 64 MiB")
-        return v
-
-    @field_validator("stream_idle_timeout_s", "http_header_timeout_s")
-    @classmethod
-    def _timeouts(cls, v: float) -> float:
-        if not 0.1 <= v <= 3600:
-            raise ValueError("stream and header timeouts must be between 0.1 and 3600 s")
-        return v
-
-    @field_validator("http_max_connections")
-    @classmethod
-    def _conns(cls, v: int) -> int:
-        if not 1 <= v <= 100_000:
-            raise ValueError("http_max_connections must be between 1 and 100000")
-        return v
-
-    @field_validator("db_busy_timeout_ms")
-    @classmethod
-    def _busy(cls, v: int) -> int:
-        if not 100 <= v <= 600_000:
-            raise ValueError("db_busy_timeout_ms must be between 100 and 600000")
         return v
 
     @model_validator(mode="after")

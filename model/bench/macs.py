@@ -34,7 +34,7 @@ def _count(fn) -> tuple[int, dict[str, int]]:
 def fft_flops(model: KWSModel, seconds: float = 1.0) -> int:
     """Textbook cost of the STFT: ~2.5 N log2 N FLOP per real frame of N points."""
     fe = model.config.frontend
-    frames = 1 + (int(seconds * 16_000) - fe.n_fft) // fe.hop_length
+    frames = fe.frames(int(seconds * fe.sample_rate))
     return int(frames * 2.5 * fe.n_fft * math.log2(fe.n_fft))
 
 

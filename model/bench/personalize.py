@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ..adapt import DEFAULT_EPOCHS, adapt_inputs
 from ..data import Clip, load_waves, noise_recordings, scan, split
 from ..evaluate import class_index
-from ..pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel
+from ..pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel, batched
 
 SPEAKER_SETS = ("val", "tune", "report", "all")
 CONDITIONS = ("clean", "room")
@@ -117,7 +117,7 @@ def encode_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | No
         waves = load_waves(todo, progress=False)
         if room is not None:
             waves = room.apply_clips(waves, todo)
-        x = torch.cat([model.inputs(waves[i : i + 256]) for i in range(0, len(waves), 256)])
+        x = batched(model.inputs, waves)
         if cache is None:
             return x, labels
         cache.update({(str(c.path), tag): xi for c, xi in zip(todo, x, strict=True)})
@@ -132,7 +132,7 @@ def predict_inputs(model: KWSModel, x: torch.Tensor) -> torch.Tensor:
     model.net.eval()
     if not len(x):
         return torch.zeros(0, dtype=torch.long)
-    return torch.cat([model.net(x[i : i + 256])[0].argmax(1) for i in range(0, len(x), 256)])
+    return batched(lambda xb: model.net(xb)[0].argmax(1), x)
 
 
 def negatives(model: KWSModel) -> torch.Tensor:

@@ -177,6 +177,15 @@ class Rule(ABC):
         """The utterance is over: apply what is pending."""
         self.flush()
 
+    def run(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One pass over utterance(s) x (B, T, n_in) of classes ``labels`` (B,), frame by frame
+        (begin, step per frame, end); the readout at the last frame."""
+        self.begin(labels)
+        for t in range(x.shape[1]):
+            m = self.step(x[:, t])
+        self.end()
+        return m
+
     @abstractmethod
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor the rule keeps between frames (for memory accounting)."""

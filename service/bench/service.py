@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 import torch
 from tracekws.model.audio import SAMPLE_RATE, encode_wav, load
+from tracekws.model.pipeline import KEYWORDS
 
 from ..process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (tests/data/gsc: real clips)
 CLIPS = ROOT / "tests" / "data" / "gsc"
-KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 
 
 def _clips() -> list[tuple[str, torch.Tensor]]:

@@ -14,10 +14,10 @@ from _clips import clip_path, wave
 from _concurrent import adapt_concurrently
 from _postgres import BACKENDS, pg_database, sql
 from tracekws.model.audio import encode_wav
+from tracekws.model.pipeline import KEYWORDS
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 
-KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ restores the earlier predictions exactly."""
 
 import pytest
 from _clips import clip_path
+from tracekws.model.pipeline import KEYWORDS
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 
-KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 SPEAKER = "4c6167ca"  # validation-side speaker with four clips of each keyword (tests/data)
 
 
