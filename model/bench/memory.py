@@ -11,10 +11,7 @@ held whole.
 from __future__ import annotations
 
 import ctypes
-import json
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -82,14 +79,15 @@ def measure_one(model_path: str | None, rule: str, seconds: float) -> dict:
 
 def bench_memory(model: KWSModel | None, rule: str, seconds: list[str],
                  model_path: str | None = None) -> dict:
-    """Run :func:`measure_one` for each duration in a child process; JSON-ready summary."""
+    """Run :func:`measure_one` for each duration in a fresh process (a peak is only clean in a
+    process that has not yet held anything bigger); JSON-ready summary."""
+    import multiprocessing
+
     peaks, last = {}, {}
+    ctx = multiprocessing.get_context("spawn")
     for s in seconds:
-        code = ("import json,sys; from tracekws.model.bench.memory import measure_one; "
-                f"print(json.dumps(measure_one({model_path!r}, {rule!r}, {float(s)})))")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)
-        last = json.loads(out.stdout.strip().splitlines()[-1])
+        with ctx.Pool(1, maxtasksperchild=1) as pool:
+            last = pool.apply(measure_one, (model_path, rule, float(s)))
         peaks[s] = last["peak_bytes"]
     return {
         "rule": rule,
