@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the browser test (tests/test_ui_browser.py) needs: Debian's chromium and a
+# Installs what the browser test (tests/e2e/test_ui_browser.py) needs: Debian's chromium and a
 # font. The test drives chromium over the DevTools protocol with the `websockets` package the
 # service already depends on, so there is no separate driver to install.
 # Non-interactive and idempotent; needs root (or sudo) and apt-get (Debian/Ubuntu).

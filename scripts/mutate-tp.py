@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Mutation check of the TP tests: each known way of getting Traces Propagation wrong must
-make ``tests/test_tp_reference.py`` or ``tests/test_tp.py`` fail.
+make ``tests/model/test_tp_reference.py`` or ``tests/model/test_tp.py`` fail.
 
 The repository's files (tracked and untracked-but-not-ignored, as ``git ls-files`` lists
 them) are copied to a temporary directory; each mutation is an exact text substitution
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_tp_reference.py", "tests/test_tp.py"]
+TESTS = ["tests/model/test_tp_reference.py", "tests/model/test_tp.py"]
 
 # name, file, original text, mutated text (each original must occur exactly once)
 MUTATIONS: list[tuple[str, str, str, str]] = [

@@ -1,5 +1,5 @@
 """The web page's serving, its error hints, and the /stream posteriors it draws bars from
-(no browser needed; tests/test_ui_browser.py drives the page in chromium)."""
+(no browser needed; tests/e2e/test_ui_browser.py drives the page in chromium)."""
 
 import re
 from pathlib import Path
