@@ -2,7 +2,7 @@
 // Plain ES modules, no build step. Every API error is an RFC 9457 problem+json body; the page
 // shows its title, detail and code with a hint on what to do (problems.js).
 
-import { Microphone, MicError, Resampler, TARGET_RATE, record, rms, toInt16 } from "./audio.js";
+import { Microphone, MicError, Resampler, TARGET_RATE, encodeWav, record, rms, toInt16 } from "./audio.js";
 import { describe } from "./problems.js";
 
 const KEY_STORE = "tracekws.apiKey"; // sessionStorage: gone when the tab closes
@@ -10,6 +10,10 @@ const PROFILE_STORE = "tracekws.profile";
 const KEY_RE = /^[A-Za-z0-9._~+/=-]{16,256}$/;
 const SPECIAL = { _unknown_: "unknown", _silence_: "silence" };
 const LIVE_SEND_SAMPLES = 1600; // 100 ms of 16 kHz PCM per WebSocket message
+// the audio of the last few seconds, so a false detection can be sent back as "_unknown_"
+const LIVE_KEEP_SAMPLES = 4 * TARGET_RATE;
+const FALSE_BEFORE_S = 1.3; // a detection's clip: this long before the detecting frame...
+const FALSE_AFTER_S = 0.2; // ...and this long after it
 
 const $ = (id) => document.getElementById(id);
 const mic = new Microphone();
@@ -449,14 +453,51 @@ function updateBars(probs, threshold) {
   }
 }
 
-function addDetection(d) {
+/** The samples heard around a detection at ``time`` seconds into the stream (what is still
+ * in the live ring), or null. */
+function detectionClip(live, time) {
+  const end = Math.round((time + FALSE_AFTER_S) * TARGET_RATE);
+  const start = Math.round((time - FALSE_BEFORE_S) * TARGET_RATE);
+  const first = live.heard - live.ring.length; // stream index of ring[0]
+  const a = Math.max(start, first) - first;
+  const b = Math.min(end, live.heard) - first;
+  return b - a >= 0.5 * TARGET_RATE ? live.ring.slice(a, b) : null;
+}
+
+/** "That was not a keyword": teach the clip around a false detection as ``_unknown_``. */
+async function notAKeyword(li, clip, label, profile) {
+  const btn = li.querySelector(".det-wrong");
+  btn.disabled = true;
+  btn.textContent = "Teaching…";
+  const res = await attempt(`Teaching that “${labelName(label)}” was a false detection`,
+    () => api("POST", "/adapt", { query: { profile, label: "_unknown_" }, body: encodeWav(clip),
+                                  type: "audio/wav" }));
+  if (!res) {
+    btn.disabled = false;
+    btn.textContent = "Not a keyword";
+    return;
+  }
+  btn.textContent = `taught (v${res.version})`;
+  li.classList.add("taught");
+  showInfo(`v${res.version}: learned that this sound is not “${labelName(label)}” ` +
+           `(p(unknown) ${fmt(res.prob_before)} → ${fmt(res.prob_after)}).`);
+  await loadProfiles(profile);
+}
+
+function addDetection(d, live) {
   const list = $("detections");
   list.querySelector(".empty")?.remove();
-  list.prepend(h("li", { class: "det", dataset: { label: d.label } },
+  const clip = live && !SPECIAL[d.label] ? detectionClip(live, d.time) : null;
+  const li = h("li", { class: "det", dataset: { label: d.label } },
     h("span", { class: "det-label" }, labelName(d.label)),
     h("span", { class: "det-p" }, fmt(d.probability)),
     h("span", { class: "det-t muted" }, `at ${d.time.toFixed(2)} s`),
-    h("time", { class: "muted" }, new Date().toLocaleTimeString())));
+    h("time", { class: "muted" }, new Date().toLocaleTimeString()),
+    clip ? h("button", { class: "det-wrong small", type: "button",
+                         title: "Nobody said it: teach this profile that the sound is not a keyword" },
+             "Not a keyword") : null);
+  if (clip) li.querySelector(".det-wrong").addEventListener("click", () => notAKeyword(li, clip, d.label, live.profile));
+  list.prepend(li);
   while (list.children.length > 30) list.lastChild.remove();
   const row = $("bars").querySelector(`.bar-row[data-label="${CSS.escape(d.label)}"]`);
   if (row) {
@@ -491,7 +532,8 @@ function startLive() {
   const key = state.key;
   ws.onopen = () => { if (key) ws.send(JSON.stringify({ type: "auth", token: key })); };
   const live = { ws, threshold, profile: state.profile, version: null, unsubscribe: null, stopped: false, failed: false,
-                 resampler: null, pending: [], pendingN: 0 };
+                 resampler: null, pending: [], pendingN: 0,
+                 ring: new Float32Array(0), heard: 0 /* 16 kHz samples sent so far */ };
   state.live = live;
   setLiveUi(true, "Connecting…");
 
@@ -511,7 +553,7 @@ function startLive() {
     } else if (msg.type === "posteriors") {
       updateBars(msg.probabilities, live.threshold);
     } else if (msg.type === "detection") {
-      addDetection(msg);
+      addDetection(msg, live);
     } else if (msg.type === "error") {
       live.failed = true;
       showProblem(msg.problem, "Live detection");
@@ -532,7 +574,9 @@ function onAudio(live, chunk, rate) {
   live.level = Math.max(rms(chunk), (live.level || 0) * 0.85); // fast attack, slow decay
   $("live-level").style.width = `${levelPercent(live.level)}%`;
   live.resampler = live.resampler || new Resampler(rate, TARGET_RATE);
-  const pcm = toInt16(live.resampler.push(chunk));
+  const samples = live.resampler.push(chunk);
+  keep(live, samples);
+  const pcm = toInt16(samples);
   live.pending.push(pcm);
   live.pendingN += pcm.length;
   if (live.pendingN < LIVE_SEND_SAMPLES) return;
@@ -542,6 +586,16 @@ function onAudio(live, chunk, rate) {
   live.pending = [];
   live.pendingN = 0;
   if (live.ws.bufferedAmount < 1 << 20) live.ws.send(out.buffer); // drop audio if the link stalls
+}
+
+/** Append to the live ring (the last LIVE_KEEP_SAMPLES samples sent). */
+function keep(live, samples) {
+  const all = new Float32Array(Math.min(LIVE_KEEP_SAMPLES, live.ring.length + samples.length));
+  const old = live.ring.subarray(Math.max(0, live.ring.length + samples.length - LIVE_KEEP_SAMPLES));
+  all.set(old, 0);
+  all.set(samples.subarray(Math.max(0, samples.length - all.length)), old.length);
+  live.ring = all;
+  live.heard += samples.length;
 }
 
 function stopLive() {

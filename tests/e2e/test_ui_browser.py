@@ -296,7 +296,20 @@ def test_enrol_timeline_and_live_detection(browser, uvicorn_server, shipped_mode
         # with TRACEKWS_SCREENSHOT=docs/screenshot.png
         shot = Path(os.environ.get("TRACEKWS_SCREENSHOT", tmp_path / "screenshot.png"))
         page.screenshot(shot)
-        page.click("live-toggle")
+
+        # 5. "Not a keyword" on a detection: its clip is taught as _unknown_ (a new version)
+        page.js("document.querySelector('#detections .det .det-wrong').click()", gesture=True)
+        page.wait("!!document.querySelector('#detections .det.taught')", 60,
+                  "the false detection to be taught")
+        versions = httpx.get(server.url + "/profiles/alice/versions").json()
+        assert versions["active_version"] == 4, versions
+        v4 = versions["versions"][-1]
+        assert v4["label"] == "_unknown_" and v4["metrics"]["utterances"] >= 1, v4
+        assert 1.0 <= v4["metrics"]["audio_seconds"] <= 1.6, v4  # the clip around the detection
+        page.wait("document.getElementById('live-card').dataset.version === '4'", 20,
+                  "the stream to follow v4")
+        if page.js("document.getElementById('live-card').classList.contains('on')"):
+            page.click("live-toggle")
         assert page.js(MESSAGES) == []
         assert page.errors() == []
         assert shot.stat().st_size > 10_000
