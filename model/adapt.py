@@ -1,7 +1,8 @@
 """Adaptation drivers: clips in a batch (benchmarks) and audio streams (the service).
 
-:class:`AdaptSession` consumes a recording as it arrives: front end → encoder → an energy
-voice-activity detector that cuts it into utterances → one learning-rule pass per utterance.
+:class:`AdaptSession` consumes a recording as it arrives: front end → encoder → a
+voice-activity detector (silero-vad, model/vad.py) that cuts it into utterances → one
+learning-rule pass per utterance.
 It keeps a ring buffer of at most ``RING`` frames, so its memory does not depend on how long
 the recording is.
 """
@@ -17,6 +18,8 @@ import torch
 from .audio import AudioError
 from .pipeline import SILENCE, KWSModel
 from .rules import Rule, make_rule
+from .vad import HANG as VAD_HANG
+from .vad import SileroVAD
 
 WINDOW = 98  # frames in a 1 s utterance window, as in training
 RING = 160  # frames of history the segmenter keeps
@@ -104,10 +107,12 @@ class AdaptResult:
 
 
 class Segmenter:
-    """Streaming energy VAD: emits 1 s windows of encoded frames centred on each utterance.
+    """Streaming segmenter: emits 1 s windows of encoded frames centred on each utterance.
 
-    Log-energy per frame against a slowly rising noise floor; an utterance starts when the
-    energy is ``on`` nats above the floor and ends after ``hang`` quiet frames.
+    A frame is speech by the given per-frame decisions (``push(..., speech)``: AdaptSession's
+    silero-vad, docs/vad.md) or, without them, by log-energy against a slowly rising noise floor
+    (``on`` nats above it); an utterance ends after ``hang`` frames of non-speech. The energy
+    floor and peak are tracked either way (``finish`` asks whether a short clip is audible).
     """
 
     def __init__(
@@ -124,14 +129,19 @@ class Segmenter:
         self.quiet = 0
         self.frames_seen = 0
 
-    def push(self, energy: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
-        """Add frames (energies (t,), inputs (t, n_in)); return completed windows."""
+    def push(
+        self, energy: torch.Tensor, x: torch.Tensor, speech: list[bool] | None = None
+    ) -> list[torch.Tensor]:
+        """Add frames (energies (t,), inputs (t, n_in), optional speech decisions (t,));
+        return completed windows."""
+        if speech is not None and len(speech) != len(x):
+            raise ValueError(f"{len(speech)} speech decisions for {len(x)} frames")
         out = []
-        for e, xt in zip(energy.tolist(), x, strict=True):
+        for i, (e, xt) in enumerate(zip(energy.tolist(), x, strict=True)):
             self.ring.append((e, xt))
             self.floor = min(self.floor + 0.005, e)
             self.peak = max(self.peak, e - self.floor)
-            loud = e > self.floor + self.on
+            loud = e > self.floor + self.on if speech is None else speech[i]
             if self.seg_start is None:
                 if loud:
                     self.seg_start, self.quiet = self.frame, 0
@@ -182,7 +192,8 @@ class AdaptSession:
         self.before = model.net.__class__(*model.net.sizes, model.net.params)
         self.before.load_state_dict(model.net.state_dict())
         self.stream = model.init_stream()
-        self.segmenter = Segmenter()
+        self.vad = SileroVAD(frontend=model.config.frontend)
+        self.segmenter = Segmenter(hang=VAD_HANG)
         self.n_mels = model.config.frontend.n_mels
         self.p_before: list[float] = []
         self.p_after: list[float] = []
@@ -192,10 +203,11 @@ class AdaptSession:
 
     def feed(self, samples: torch.Tensor) -> int:
         """Consume audio (1-D float, 16 kHz); returns utterances learned so far."""
+        speech = self.vad.speech(samples)
         frames, x, self.stream = self.model.stream(samples, self.stream)
         if frames.shape[1]:
             energy = torch.logsumexp(frames[0, :, : self.n_mels], dim=1)
-            for w in self.segmenter.push(energy, x[0]):
+            for w in self.segmenter.push(energy, x[0], speech):
                 self._learn(w)
         return len(self.p_after)
 

@@ -100,6 +100,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from tracekws.model.bench.macs import bench_macs
 
         res = bench_macs(_model(a.model))
+    elif a.what == "vad":
+        from tracekws.model.bench.vad import bench_vad
+
+        res = bench_vad(a.data, _model(a.model), a.recordings, a.seed, progress=not a.json)
     elif a.what == "classes":
         from tracekws.model.bench.rules import bench_classes
 
@@ -186,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks that print JSON")
     b.add_argument("what", choices=["infer", "personalize", "memory", "service", "rules",
-                                    "classes", "macs", "enrol"])
+                                    "classes", "macs", "enrol", "vad"])
     b.add_argument("--model")
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=50)
@@ -214,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", nargs="+", default=["1", "30"])
     b.add_argument("--requests", type=int, default=400, help="service: /predict requests")
     b.add_argument("--clients", type=int, default=8, help="service: concurrent clients")
+    b.add_argument("--recordings", type=int, default=100,
+                   help="vad: synthetic recordings per half (tune, check)")
     b.set_defaults(func=cmd_bench)
 
     dt = sub.add_parser("data", help="make data folders (synth: speech from offline TTS)")
