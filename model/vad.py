@@ -99,11 +99,14 @@ class SileroVAD:
         first = self.chunks - 1  # chunk index of probs[0]
         probs = [self.last]
         n = buf.numel() // CHUNK
-        for i in range(n):
-            x = torch.cat([self.context, buf[i * CHUNK : (i + 1) * CHUNK].unsqueeze(0)], dim=1)
-            p, self.state = self.net(x, self.state)
-            self.context = x[:, -CONTEXT:]
-            probs.append(float(p))
+        # NNPACK off for silero's convolutions: where it cannot start (qemu's arm64 emulation,
+        # CPUs it does not support) torch warns on every call, flooding the log; results agree
+        with torch.backends.nnpack.flags(enabled=False):
+            for i in range(n):
+                x = torch.cat([self.context, buf[i * CHUNK : (i + 1) * CHUNK].unsqueeze(0)], 1)
+                p, self.state = self.net(x, self.state)
+                self.context = x[:, -CONTEXT:]
+                probs.append(float(p))
         self.tail = buf[n * CHUNK :].clone()
         self.chunks += n
         self.last = probs[-1]
