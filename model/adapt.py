@@ -60,14 +60,6 @@ def build_replay(
     return counts, labels[idx].clone()
 
 
-def run_utterances(rule: Rule, x: torch.Tensor, labels: torch.Tensor) -> None:
-    """One rule pass over utterance(s) x (B, T, n_in) of classes ``labels`` (B,)."""
-    rule.begin(labels)
-    for t in range(x.shape[1]):
-        rule.step(x[:, t])
-    rule.end()
-
-
 def adapt_inputs(
     model: KWSModel,
     x: torch.Tensor,
@@ -89,10 +81,10 @@ def adapt_inputs(
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         if batch:
-            run_utterances(r, x, labels)
+            r.run(x, labels)
             continue
         for i in torch.randperm(n, generator=gen).tolist():
-            run_utterances(r, x[i : i + 1], labels[i : i + 1])
+            r.run(x[i : i + 1], labels[i : i + 1])
     return r
 
 
@@ -221,7 +213,7 @@ class AdaptSession:
         self.p_before.append(self._prob(self.before, w))
         lab = torch.tensor([self.index])
         for _ in range(self.epochs):
-            run_utterances(self.rule, w.unsqueeze(0), lab)
+            self.rule.run(w.unsqueeze(0), lab)
         self.p_after.append(self._prob(self.model.net, w))
 
     def finish(self) -> AdaptResult:
