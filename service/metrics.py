@@ -1,4 +1,15 @@
-"""A small Prometheus registry (text exposition format 0.0.4) and the request middleware.
+"""The service's Prometheus metrics (``prometheus-client``) and the request middleware.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry`: several apps live in one
+test process, and the global registry would refuse the second app's metrics (and mix their
+counts). Besides the service's own metrics the registry holds the standard process, platform
+and garbage-collector collectors (``process_resident_memory_bytes``,
+``process_cpu_seconds_total``, ``python_info``, ...), so a Pi's memory and CPU are scraped
+alongside the request counts.
+
+Callers keep the small name-based API (``inc``/``set``/``add``/``observe`` with keyword
+labels) so routes do not import prometheus-client; every name and its label names are declared
+once in :data:`SPECS`, which is what pins the exposition's names and labels.
 
 Route labels use the route template (``/profiles/{profile}/versions``), never the raw path,
 so the number of series stays bounded whatever clients send.
@@ -6,95 +17,109 @@ so the number of series stays bounded whatever clients send.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+# name -> (kind, help, label names). Label names are in sorted order: the hand-written
+# registry this replaces sorted them, and scrapes/tests match on the rendered label order.
+SPECS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "tracekws_http_requests_total": ("counter", "HTTP requests by route and status.",
+                                     ("method", "route", "status")),
+    "tracekws_http_requests_in_flight": ("gauge", "HTTP requests being handled.", ()),
+    "tracekws_http_request_duration_seconds": ("histogram", "HTTP request latency by route.",
+                                               ("method", "route")),
+    "tracekws_predictions_total": ("counter", "Predictions served.", ()),
+    "tracekws_adaptations_total": ("counter", "/adapt calls by outcome.", ("outcome",)),
+    "tracekws_adapt_utterances_total": ("counter", "Utterances learned by /adapt.", ()),
+    "tracekws_adapt_duration_seconds": ("histogram", "Wall time of successful /adapt.", ()),
+    "tracekws_adapt_audio_seconds_total": ("counter", "Audio seconds consumed by /adapt.", ()),
+    "tracekws_stream_connections": ("gauge", "Open /stream WebSocket connections.", ()),
+    "tracekws_stream_detections_total": ("counter", "Keyword detections on /stream.", ()),
+    "tracekws_model_cache_entries": ("gauge", "Models held in the in-memory cache.", ()),
+    "tracekws_corrupt_weights_total": ("counter", "Weight blobs failing sha256 checks.", ()),
+    "tracekws_busy_total": ("counter", "/predict calls refused: no decode slot.", ()),
+}
 
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+# Counters and histograms would otherwise each expose an extra ``*_created`` series per label
+# set (doubling the HTTP series); the service never exposed them and dashboards use rate().
+# The switch is process-wide in prometheus-client; this process serves only these metrics.
+disable_created_metrics()
 
 
-def _labels(d: tuple[tuple[str, str], ...]) -> str:
-    if not d:
-        return ""
-    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in d) + "}"
+def _standard_collectors(registry: CollectorRegistry) -> None:
+    """Process (RSS, CPU seconds, open fds, start time), platform (python_info) and GC."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)  # reads gc.get_stats() at scrape time: no hooks to leak
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
-        self.gauges: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
-        self.hists: dict[str, dict[tuple, list]] = defaultdict(dict)
-        self.help: dict[str, tuple[str, str]] = {}
-        self._describe()
+    """One app's metrics, in its own registry; methods are thread-safe (prometheus-client
+    locks each value), so routes, worker threads and the middleware share one instance."""
 
-    def _describe(self) -> None:
-        for name, kind, text in [
-            ("tracekws_http_requests_total", "counter", "HTTP requests by route and status."),
-            ("tracekws_http_requests_in_flight", "gauge", "HTTP requests being handled."),
-            ("tracekws_http_request_duration_seconds", "histogram",
-             "HTTP request latency by route."),
-            ("tracekws_predictions_total", "counter", "Predictions served."),
-            ("tracekws_adaptations_total", "counter", "/adapt calls by outcome."),
-            ("tracekws_adapt_utterances_total", "counter", "Utterances learned by /adapt."),
-            ("tracekws_adapt_duration_seconds", "histogram", "Wall time of successful /adapt."),
-            ("tracekws_adapt_audio_seconds_total", "counter", "Audio seconds consumed by /adapt."),
-            ("tracekws_stream_connections", "gauge", "Open /stream WebSocket connections."),
-            ("tracekws_stream_detections_total", "counter", "Keyword detections on /stream."),
-            ("tracekws_model_cache_entries", "gauge", "Models held in the in-memory cache."),
-            ("tracekws_corrupt_weights_total", "counter", "Weight blobs failing sha256 checks."),
-            ("tracekws_busy_total", "counter", "/predict calls refused: no decode slot."),
-        ]:
-            self.help[name] = (kind, text)
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics: dict[str, Any] = {}
+        for name, (kind, text, labels) in SPECS.items():
+            if kind == "counter":
+                # prometheus-client appends _total itself; the exposed name is unchanged
+                m: Any = Counter(name.removesuffix("_total"), text, labels,
+                                 registry=self.registry)
+            elif kind == "gauge":
+                m = Gauge(name, text, labels, registry=self.registry)
+            else:
+                m = Histogram(name, text, labels, buckets=BUCKETS, registry=self.registry)
+            self._metrics[name] = m
+        _standard_collectors(self.registry)
+
+    def _child(self, name: str, labels: dict[str, str]) -> Any:
+        try:
+            m = self._metrics[name]
+        except KeyError:
+            raise KeyError(f"unknown metric {name!r}: declare it in service/metrics.py SPECS"
+                           ) from None
+        return m.labels(**labels) if labels else m
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        with self.lock:
-            self.counters[name][tuple(sorted(labels.items()))] += value
+        """Add ``value`` (≥ 0) to a counter."""
+        self._child(name, labels).inc(value)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self.lock:
-            self.gauges[name][tuple(sorted(labels.items()))] = value
+        """Set a gauge."""
+        self._child(name, labels).set(value)
 
     def add(self, name: str, value: float, **labels: str) -> None:
-        with self.lock:
-            self.gauges[name][tuple(sorted(labels.items()))] += value
+        """Add ``value`` (may be negative) to a gauge."""
+        self._child(name, labels).inc(value)
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self.lock:
-            h = self.hists[name].get(key)
-            if h is None:
-                h = self.hists[name][key] = [[0] * len(BUCKETS), 0.0, 0]
-            for i, b in enumerate(BUCKETS):
-                if value <= b:
-                    h[0][i] += 1
-            h[1] += value
-            h[2] += 1
+        """Record one observation in a histogram."""
+        self._child(name, labels).observe(value)
 
     def render(self) -> str:
-        out: list[str] = []
-        with self.lock:
-            for name, (kind, text) in sorted(self.help.items()):
-                out.append(f"# HELP {name} {text}")
-                out.append(f"# TYPE {name} {kind}")
-                if kind == "counter":
-                    for key, v in sorted(self.counters.get(name, {}).items()):
-                        out.append(f"{name}{_labels(key)} {v:g}")
-                elif kind == "gauge":
-                    for key, v in sorted(self.gauges.get(name, {}).items()):
-                        out.append(f"{name}{_labels(key)} {v:g}")
-                else:
-                    for key, (counts, total, n) in sorted(self.hists.get(name, {}).items()):
-                        for b, c in zip(BUCKETS, counts, strict=True):
-                            out.append(f"{name}_bucket{_labels(key + (('le', f'{b:g}'),))} {c}")
-                        out.append(f"{name}_bucket{_labels(key + (('le', '+Inf'),))} {n}")
-                        out.append(f"{name}_sum{_labels(key)} {total:.6f}")
-                        out.append(f"{name}_count{_labels(key)} {n}")
-        return "\n".join(out) + "\n"
+        """The classic text format (0.0.4)."""
+        return generate_latest(self.registry).decode()
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """Body and content type for an ``Accept`` header: OpenMetrics when a scraper asks for
+        it (Prometheus does), else the classic text format."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
 
 
 class MetricsMiddleware:
