@@ -35,14 +35,24 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             proc.wait(timeout)
 
 
+# ``tracekws serve``'s way of running uvicorn (its limits and timeouts), for tests of them
+HARDENED = ("import sys, uvicorn; from tracekws.service.server import uvicorn_config; "
+            "uvicorn.run('tracekws.service.main:create_app', factory=True, host='127.0.0.1', "
+            "port=int(sys.argv[1]), **uvicorn_config())")
+
+
 class ServerProcess:
     """Start with :meth:`start`; the server keeps its data in ``data_dir`` and its output in
-    ``<data_dir>/../server-<port>.log``."""
+    ``<data_dir>/../server-<port>.log``. ``uvicorn_args``: more command-line options (a later
+    one wins); ``hardened``: run as ``tracekws serve`` does (:data:`HARDENED`) instead of the
+    plain uvicorn command line."""
 
     def __init__(self, data_dir: Path, model_path: str | Path | None = None,
-                 env: dict[str, str] | None = None, access_log: bool = True) -> None:
+                 env: dict[str, str] | None = None, access_log: bool = True,
+                 uvicorn_args: tuple[str, ...] = (), hardened: bool = False) -> None:
         self.data_dir, self.model_path = Path(data_dir), model_path
         self.extra_env, self.access_log = env or {}, access_log
+        self.uvicorn_args, self.hardened = tuple(uvicorn_args), hardened
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
@@ -62,7 +72,13 @@ class ServerProcess:
                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         if not self.access_log:
             cmd.append("--no-access-log")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        cmd += self.uvicorn_args
+        if self.hardened:
+            cmd = [sys.executable, "-c", HARDENED, str(self.port)]
+        # run outside any checkout: the process must import the installed tracekws, never a
+        # bare `model`/`service` folder that happens to be in the working directory
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.data_dir.parent)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

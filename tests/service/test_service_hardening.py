@@ -4,10 +4,7 @@ checked here against the behaviour the issue asks for."""
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import httpx
 import pytest
 from _clips import wave
 from tracekws.model.audio import encode_wav
+from tracekws.service.process import ServerProcess
 
 PROBLEM = "application/problem+json"
 MIB = 1024 * 1024
@@ -166,47 +164,12 @@ def test_state_changing_body_needs_a_json_or_audio_type(client):
 KEY = "secret-key-0123456789-XYZ"
 
 
-HARDENED = ("import sys, uvicorn; from service.server import uvicorn_config; "
-            "uvicorn.run('tracekws.service.main:create_app', factory=True, host='127.0.0.1', "
-            "port=int(sys.argv[1]), **uvicorn_config())")
-
-
-def _serve(tmp_path, model: Path, *args: str, hardened: bool = False, **env: str):
+def _serve(tmp_path, model: Path, *args: str, hardened: bool = False, **env: str
+           ) -> ServerProcess:
     """A real uvicorn process (uvicorn's own logging, access log on) and its log file;
-    ``hardened``: run as ``uvicorn.run(..., **service.server.uvicorn_config())``."""
-    from tracekws.service.process import free_port
-
-    port = free_port()
-    log = tmp_path / f"uvicorn-{port}.log"
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TRACEKWS_DATA_DIR": str(tmp_path / "d"),
-                "TRACEKWS_MODEL_PATH": str(model), "TRACEKWS_TORCH_THREADS": "1", **env}
-    argv = ([sys.executable, "-c", HARDENED, str(port)] if hardened else
-            [sys.executable, "-m", "uvicorn", "tracekws.service.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), *args])
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2], env=full_env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url, log
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(log.read_text())
-
-
-def _stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    ``hardened``: run as ``tracekws serve`` runs it (service.server.uvicorn_config())."""
+    return ServerProcess(tmp_path / "d", model, {"TRACEKWS_TORCH_THREADS": "1", **env},
+                         uvicorn_args=args, hardened=hardened).start(timeout=60)
 
 
 def test_stream_auth_by_first_message(make_client):
@@ -239,8 +202,9 @@ def test_stream_auth_by_first_message(make_client):
 def test_no_key_in_any_log_line(tmp_path, small_model_path):
     from websockets.sync.client import connect
 
-    proc, url, log = _serve(tmp_path, small_model_path, "--log-level", "debug",
-                            TRACEKWS_API_KEYS=KEY, TRACEKWS_PREDICT_REQUIRES_KEY="true")
+    srv = _serve(tmp_path, small_model_path, "--log-level", "debug",
+                 TRACEKWS_API_KEYS=KEY, TRACEKWS_PREDICT_REQUIRES_KEY="true")
+    url = srv.url
     try:
         wav = encode_wav(wave("yes", 0))
         with httpx.Client(base_url=url, timeout=30) as c:
@@ -259,8 +223,8 @@ def test_no_key_in_any_log_line(tmp_path, small_model_path):
             assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         time.sleep(0.5)
     finally:
-        _stop(proc)
-    text = log.read_text()
+        srv.stop()
+    text = srv.log_path.read_text()
     assert "GET /profiles" in text and "/stream" in text, text  # the access log is on
     assert "[redacted]" in text
     leaked = [line for line in text.splitlines() if KEY in line]
@@ -322,10 +286,10 @@ def test_uvicorn_config_limits(tmp_path, small_model_path):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    proc, url, log = _serve(tmp_path, small_model_path, hardened=True,
-                            TRACEKWS_HTTP_HEADER_TIMEOUT_S="1",
-                            TRACEKWS_STREAM_MAX_MESSAGE_BYTES=str(64 * 1024))
-    port = int(url.rsplit(":", 1)[1])
+    srv = _serve(tmp_path, small_model_path, hardened=True,
+                 TRACEKWS_HTTP_HEADER_TIMEOUT_S="1",
+                 TRACEKWS_STREAM_MAX_MESSAGE_BYTES=str(64 * 1024))
+    url, port = srv.url, srv.port
     try:
         t0 = time.monotonic()
         out = _raw(port, _upgrade("/stream?x=" + "a" * 9000))  # > 8 KB request line
@@ -355,7 +319,7 @@ def test_uvicorn_config_limits(tmp_path, small_model_path):
                     ws.recv(timeout=10)
             assert e.value.rcvd is not None and e.value.rcvd.code == 1009
     finally:
-        _stop(proc)
+        srv.stop()
 
 
 # ---- F3: a full disk is a 507, /readyz says so, DELETE still frees space ---------------------
