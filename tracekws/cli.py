@@ -1,4 +1,4 @@
-"""``tracekws`` command line: train, evaluate, predict, bench, data, serve."""
+"""``tracekws`` command line: train, evaluate, predict, bench, data, serve, wyoming."""
 
 from __future__ import annotations
 
@@ -139,6 +139,13 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wyoming(a: argparse.Namespace) -> int:
+    # lazily: the wyoming package and the service's store are only needed here
+    from tracekws.service.wyoming import serve
+
+    return serve(a.uri, a.profile, a.threshold, a.refresh)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracekws", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -231,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("wyoming", help="wake word service for Home Assistant (Wyoming protocol)")
+    w.add_argument("--uri", default="tcp://0.0.0.0:10400", help="tcp://host:port or unix://path")
+    w.add_argument("--profile", default="default",
+                   help="whose model: 'default' (the shipped one) or a stored profile")
+    w.add_argument("--threshold", type=float, default=None,
+                   help="detection threshold in (0, 1] (default: TRACEKWS_STREAM_THRESHOLD)")
+    w.add_argument("--refresh", type=float, default=5.0,
+                   help="seconds after which the profile's active version is looked up again")
+    w.set_defaults(func=cmd_wyoming)
     return p
 
 
