@@ -14,6 +14,10 @@ ENV PYTHONUNBUFFERED=1 \
     TRACEKWS_DATA_DIR=/data
 
 WORKDIR /app
+# PortAudio for `tracekws listen` from a microphone (sounddevice loads it when listening;
+# run with --device /dev/snd and --group-add audio to reach a sound card)
+RUN apt-get update && apt-get install -y --no-install-recommends libportaudio2 \
+ && rm -rf /var/lib/apt/lists/*
 # 1. Dependencies, cached until pyproject.toml or the install script change: the README's
 #    install script, into the image's interpreter (no venv), on an empty skeleton of the
 #    package. It pins CPU-only torch per architecture (aarch64: torch/torchaudio 2.10.0).

@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_synth_parser(dt.add_subparsers(dest="data_cmd", required=True))
 
+    from tracekws.service.listen import add_parser as add_listen_parser
+
+    add_listen_parser(sub)  # `tracekws listen`: microphone or file, no server needed
+
     s = sub.add_parser("serve", help="run the HTTP service")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
