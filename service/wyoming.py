@@ -5,8 +5,9 @@ newline-delimited JSON events:
 
 - ``describe`` → ``info`` with one wake program, ``tracekws``, whose models are the
   profile's keywords (its labels but ``_unknown_`` and ``_silence_``);
-- ``detect`` (optional, before the audio) → only the named keywords are reported, until the
-  next ``detect`` (an empty or absent list: all); unknown names get an ``error`` event;
+- ``detect`` (optional, before ``audio-start``) → only the named keywords are reported in
+  the streams that follow, until the next ``detect`` (an empty or absent list: all); unknown
+  names get an ``error`` event;
 - ``audio-start``, ``audio-chunk``…, ``audio-stop`` → a ``detection`` event (``name``: the
   keyword) each time a keyword is heard, and ``not-detected`` at ``audio-stop`` if none was.
   The connection stays open: a client may start another stream on it.
@@ -248,6 +249,9 @@ class WakeHandler(AsyncEventHandler):
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception as exc:  # a bug: this client gets an error, the others carry on
+            log.exception("wyoming connection failed")
+            await self._error(f"internal error: {type(exc).__name__}", "internal-error")
         finally:
             await self.disconnect()
             self.writer.close()
@@ -317,20 +321,16 @@ class WakeHandler(AsyncEventHandler):
         if unknown:
             await self._error(f"unknown wake word(s) {unknown}; this service has {known}",
                               "unknown-wake-word")
-        if self.detector is not None:
-            self._restrict(self.detector)
 
-    def _restrict(self, det: Detector) -> None:
-        """Only the ``detect``-ed keywords compete for a detection (a keyword not asked for
-        can then never hide one that was)."""
-        det.keyword_idx = [i for i, lab in enumerate(det.labels)
-                           if lab not in (UNKNOWN, SILENCE)
-                           and (self.names is None or lab in self.names)]
+    def _detector(self, served: Served) -> Detector:
+        """The stream detector; keywords not asked for by ``detect`` get the threshold 1.0,
+        which no posterior exceeds, so they never fire and never hide one that was asked
+        for (the trigger picks the best keyword above its own threshold)."""
+        off = {k: 1.0 for k in served.keywords if self.names is not None and k not in self.names}
+        return Detector(served.model, threshold=self.server.threshold, thresholds=off)
 
     async def _start(self) -> None:
-        served = await self.server.refreshed()
-        self.detector = Detector(served.model, threshold=self.server.threshold)
-        self._restrict(self.detector)
+        self.detector = self._detector(await self.server.refreshed())
         self.convert = _Mono16k()
         self.detected = False
 

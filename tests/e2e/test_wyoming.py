@@ -8,10 +8,12 @@ clear error; memory stays flat over long streams. Latencies are printed (run wit
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,16 @@ import torch
 from tracekws.model.detect import Detector
 from tracekws.model.pipeline import SILENCE, UNKNOWN, KWSModel, ModelConfig
 from tracekws.service.process import free_port, stop_process
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncTcpClient
-from wyoming.error import Error
-from wyoming.info import Describe, Info
-from wyoming.wake import Detect, Detection, NotDetected
 
 from tests._clips import clip_path, wave
+
+with warnings.catch_warnings():  # wyoming.audio imports the stdlib's deprecated audioop
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+    from wyoming.error import Error
+    from wyoming.info import Describe, Info
+    from wyoming.wake import Detect, Detection, NotDetected
 
 KEYWORD = ("yes", 1)  # 4c6167ca_nohash_0: the shipped model detects it (p ≈ 0.52), checked below
 SILENT = ("_silence_", 0)
@@ -309,6 +314,27 @@ async def _drain(c: AsyncTcpClient) -> list:
         if Info.is_type(e.type):
             return events
         events.append(e)
+
+
+def test_oversized_event_is_refused(server):
+    """A header announcing a 1 GB payload is answered with an error and the connection is
+    closed before anything is buffered; the server keeps serving."""
+
+    async def go():
+        r, w = await asyncio.open_connection("127.0.0.1", server.port)
+        head = {"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1},
+                "payload_length": 10**9}
+        w.write(json.dumps(head).encode() + b"\n")
+        await w.drain()
+        line = await asyncio.wait_for(r.readline(), 10)
+        rest = await asyncio.wait_for(r.read(), 10)  # then EOF
+        w.close()
+        return json.loads(line), rest
+
+    head, rest = asyncio.run(go())
+    assert head["type"] == "error"
+    assert b"payloads" in rest and rest.endswith(b"}")
+    assert asyncio.run(describe(server.port)).wake[0].name == "tracekws"
 
 
 def test_stored_profile_and_its_new_version(tmp_path, shipped_model_path):
