@@ -171,9 +171,13 @@ class ProfileSource:
                                            "and all its ancestors are corrupt") from None
                     info = self.store.version(self.profile, info.parent)
         except UnknownProfile:
-            raise ProfileError(f"unknown profile {self.profile!r}: no such profile in "
-                               f"{self.settings.database_url} (profiles are made by the HTTP "
-                               "service's /adapt; 'default' is the shipped model)") from None
+            from sqlalchemy.engine import make_url
+
+            where = make_url(str(self.settings.database_url)).render_as_string(
+                hide_password=True)  # a PostgreSQL URL may carry one
+            raise ProfileError(f"unknown profile {self.profile!r}: no such profile in {where} "
+                               "(profiles are made by the HTTP service's /adapt; 'default' is "
+                               "the shipped model)") from None
         return Served(model, info.number, info.sha256, keywords(model))
 
     def refresh(self) -> Served:
@@ -412,6 +416,10 @@ def serve(uri: str, profile: str, threshold: float | None = None, refresh_s: flo
         return 2
     except ValueError as exc:  # settings that do not validate
         log.error("tracekws wyoming: invalid settings: %s", exc)
+        return 2
+    except Exception as exc:  # the database cannot be read (unreachable, locked, damaged)
+        log.error("tracekws wyoming: cannot read profile %r: %s: %s", profile,
+                  type(exc).__name__, exc)
         return 2
     torch.set_num_threads(settings.effective_torch_threads)
     th = threshold if threshold is not None else settings.stream_threshold
