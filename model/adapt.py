@@ -19,6 +19,7 @@ from .audio import AudioError
 from .pipeline import SILENCE, KWSModel
 from .rules import Rule, make_rule
 from .vad import HANG as VAD_HANG
+from .vad import LOUD as VAD_LOUD
 from .vad import SileroVAD
 
 WINDOW = 98  # frames in a 1 s utterance window, as in training
@@ -102,17 +103,20 @@ class Segmenter:
     """Streaming segmenter: emits 1 s windows of encoded frames centred on each utterance.
 
     A frame is speech by the given per-frame decisions (``push(..., speech)``: AdaptSession's
-    silero-vad, docs/vad.md) or, without them, by log-energy against a slowly rising noise floor
-    (``on`` nats above it); an utterance ends after ``hang`` frames of non-speech. The energy
+    silero-vad, docs/vad.md), or when its log-energy stands ``loud`` nats above a slowly rising
+    noise floor (a word the VAD doubts in a quiet, reverberant room); without decisions, when it
+    stands ``on`` nats above it. An utterance ends after ``hang`` frames of non-speech. The
     floor and peak are tracked either way (``finish`` asks whether a short clip is audible).
     """
 
     def __init__(
-        self, on: float = 4.0, hang: int = 35, max_len: int = 120, min_len: int = 5
+        self, on: float = 4.0, hang: int = 35, max_len: int = 120, min_len: int = 5,
+        loud: float = math.inf,
     ) -> None:
         # on = 4 nats (~17 dB) and a 350 ms hang: one utterance per Speech Commands clip on
         # 52 of the 54 word clips under tests/data (and none on their noise clips)
         self.on, self.hang, self.max_len, self.min_len = on, hang, max_len, min_len
+        self.loud = loud
         self.peak = 0.0  # loudest frame seen, in nats above the noise floor
         self.ring: deque[tuple[float, torch.Tensor]] = deque(maxlen=RING)
         self.floor = math.inf
@@ -133,7 +137,10 @@ class Segmenter:
             self.ring.append((e, xt))
             self.floor = min(self.floor + 0.005, e)
             self.peak = max(self.peak, e - self.floor)
-            loud = e > self.floor + self.on if speech is None else speech[i]
+            if speech is None:
+                loud = e > self.floor + self.on
+            else:
+                loud = speech[i] or e > self.floor + self.loud
             if self.seg_start is None:
                 if loud:
                     self.seg_start, self.quiet = self.frame, 0
@@ -185,7 +192,7 @@ class AdaptSession:
         self.before.load_state_dict(model.net.state_dict())
         self.stream = model.init_stream()
         self.vad = SileroVAD(frontend=model.config.frontend)
-        self.segmenter = Segmenter(hang=VAD_HANG)
+        self.segmenter = Segmenter(hang=VAD_HANG, loud=VAD_LOUD)
         self.n_mels = model.config.frontend.n_mels
         self.p_before: list[float] = []
         self.p_after: list[float] = []

@@ -18,6 +18,10 @@ synthetic recordings whose utterance positions are known:
   of up to 150 ms bridged (a stop's closure; a click at the clip's edge stays out). Clips
   whose loudest frame is under 15 dB above that floor, or whose extent exceeds 0.9 s, are not
   used (their word cannot be told from their own noise).
+- **Conditions.** ``clean``: the clips as recorded. ``room``: the same recordings (words,
+  times, noise) with the talker's clips reverberating in one room per recording drawn by
+  model/room.py (RT60 0.2-0.8 s, 1-4 m), cut to the clip's length; the speech extent stays
+  the clean clip's. Both run when pyroomacoustics (the bench extra) is installed.
 - **Halves.** ``tune`` and ``check`` recordings use disjoint speakers (sha1 parity of the
   speaker id), disjoint ``_silence_`` clips, disjoint halves of each noise recording, and
   different seeds: settings are chosen on ``tune`` and confirmed on ``check``.
@@ -27,9 +31,10 @@ synthetic recordings whose utterance positions are known:
   centring and ring): ``energy`` is its own log-energy rule (the detector /adapt used before,
   on=4 nats, hang=35 frames); ``silero`` is model/vad.py's streaming silero-vad (the packaged
   network, fed 0.1 s at a time, a frame's decision from the latest 32 ms chunk complete with
-  it), thresholded; ``webrtc`` is WebRTC's VAD (10 or 30 ms frames, modes 0-3, mapped to
-  frames by the same causal rule). Each detector's setting is the one with the best ``net``
-  on the tune half.
+  it), thresholded; ``silero+energy`` is that or the segmenter's energy ``loud`` nats above
+  its floor (what AdaptSession runs); ``webrtc`` is WebRTC's VAD (10 or 30 ms frames, modes
+  0-3, mapped to frames by the same causal rule). Each detector's setting is the one with
+  the best ``net`` on the tune half, averaged over the conditions.
 - **Metrics.** A window *hits* an utterance when its centre is within 250 ms of the
   utterance's speech centre (the word sits well inside the 1 s window); ``recall`` = share of
   utterances hit; ``false_per_min`` = windows overlapping no utterance's speech, per minute of
@@ -59,8 +64,8 @@ from ..audio import SAMPLE_RATE, load
 from ..data import NOISE_DIR, noise_recordings, scan
 from ..frontend import FrontEnd, FrontEndConfig
 from ..pipeline import SILENCE, KWSModel
-from ..room import REF_SPEECH_RMS, active_rms
-from ..vad import HANG, THRESHOLD, SileroVAD
+from ..room import REF_SPEECH_RMS, active_rms, impulse_response, sample_room
+from ..vad import HANG, LOUD, THRESHOLD, SileroVAD
 
 HOP = 160  # samples per front-end frame
 FRAME_CENTRE = 240  # a front-end frame's centre, samples after its first sample
@@ -74,6 +79,8 @@ SILENCE_EVERY = 5
 ENERGY_GRID = [{"on": on, "hang": h} for on in (2.0, 3.0, 4.0, 5.0, 6.0) for h in (20, 35, 50)]
 SILERO_GRID = [{"threshold": t, "hang": h} for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
                for h in (10, 20, 35, 50)]
+HYBRID_GRID = [{"threshold": t, "loud": lo, "hang": h} for t in (0.3, 0.4, 0.5, 0.6)
+               for lo in (5.0, 5.5, 6.0, 7.0) for h in (35, 50)]
 WEBRTC_GRID = [{"mode": m, "frame_ms": f, "hang": h} for m in (0, 1, 2, 3) for f in (10, 30)
                for h in (20, 35, 50)]
 
@@ -190,9 +197,13 @@ def load_pools(data: str | Path, half: str) -> Pools:
 
 
 def make_recording(pools: Pools, rng: np.random.Generator, speech: bool = True,
-                   seconds: tuple[float, float] = (10.0, 30.0)) -> Recording:
-    """One synthetic recording (see the module docstring)."""
+                   seconds: tuple[float, float] = (10.0, 30.0), room: int | None = None
+                   ) -> Recording:
+    """One synthetic recording (see the module docstring); with a ``room`` seed, the talker's
+    clips reverberate in that room of model/room.py (the same words, times and noise as
+    without)."""
     n = int(rng.uniform(*seconds) * SAMPLE_RATE)
+    rir = impulse_response(sample_room(room)) if room is not None else None
     long_ok = [x for x in pools.noises if len(x) >= n]
     if long_ok and (not pools.silences or rng.random() < 0.5):
         src = long_ok[int(rng.integers(len(long_ok)))]
@@ -221,6 +232,11 @@ def make_recording(pools: Pools, rng: np.random.Generator, speech: bool = True,
             pos += int(cut - prev)
             prev = int(cut)
             word, path, clip, (s, e) = mine[i]
+            if rir is not None:  # reverberant talker, cut to the clip (as RoomSimulator does)
+                from scipy.signal import fftconvolve  # the bench extra (pyroomacoustics)
+
+                wet = fftconvolve(clip, rir)[:ln]
+                clip = wet * active_rms(clip) / (active_rms(wet) + 1e-12)
             c = _fade(clip, 160) * level * 10 ** (rng.uniform(-3, 3) / 20) / active_rms(clip)
             y[pos : pos + ln] += c
             utts.append(Utterance(pos + s, pos + e, word, path))
@@ -229,11 +245,13 @@ def make_recording(pools: Pools, rng: np.random.Generator, speech: bool = True,
     return Recording(torch.from_numpy(y).float(), utts, snr, noise)
 
 
-def make_recordings(data: str | Path, half: str, count: int, seed: int) -> list[Recording]:
+def make_recordings(data: str | Path, half: str, count: int, seed: int, room: bool = False
+                    ) -> list[Recording]:
     """``count`` recordings of one half, the recording i seeded by (seed, i)."""
     pools = load_pools(data, half)
     return [make_recording(pools, np.random.default_rng([seed, i]),
-                           speech=(i % SILENCE_EVERY != SILENCE_EVERY - 1))
+                           speech=(i % SILENCE_EVERY != SILENCE_EVERY - 1),
+                           room=seed * 100_003 + i if room else None)
             for i in range(count)]
 
 
@@ -280,10 +298,12 @@ def run_energy(energy: torch.Tensor, on: float, hang: int) -> Windows:
     return w
 
 
-def run_flags(energy: torch.Tensor, flags: np.ndarray, hang: int) -> Windows:
-    """The shipped segmenter driven by per-frame speech decisions, as AdaptSession runs it."""
+def run_flags(energy: torch.Tensor, flags: np.ndarray, hang: int,
+              loud: float = math.inf) -> Windows:
+    """The shipped segmenter driven by per-frame speech decisions (and frames ``loud`` nats
+    above its noise floor), as AdaptSession runs it."""
     t = time.process_time()
-    seg = _Recorder(hang=hang)
+    seg = _Recorder(hang=hang, loud=loud)
     w = _collect(seg, seg.push(energy, frame_index(len(flags)), flags.tolist()))
     w.cpu_s = time.process_time() - t
     return w
@@ -400,7 +420,7 @@ def features(rec: Recording, frontend: FrontEnd, n_mels: int, detectors: list[st
     energy = torch.logsumexp(frames[:, :n_mels], dim=1)
     f = Features(energy, time.process_time() - t)
     n = len(energy)
-    if "silero" in detectors:
+    if any(d.startswith("silero") for d in detectors):
         f.silero, f.silero_cpu = silero_probs(rec.wave)
         assert len(f.silero) == n, (len(f.silero), n)
     if "webrtc" in detectors:
@@ -425,6 +445,13 @@ def runner(name: str, setting: dict) -> Callable[[Features], Windows]:
             w = run_flags(f.energy, flags, setting["hang"])
             w.cpu_s += f.silero_cpu + time.process_time() - t
             return w
+    elif name == "silero+energy":
+        def go(f: Features) -> Windows:
+            t = time.process_time()
+            flags = f.silero >= setting["threshold"]
+            w = run_flags(f.energy, flags, setting["hang"], setting["loud"])
+            w.cpu_s += f.silero_cpu + f.energy_cpu + time.process_time() - t
+            return w
     elif name == "webrtc":
         def go(f: Features) -> Windows:
             flags, cpu = f.webrtc[(setting["mode"], setting["frame_ms"])]
@@ -438,55 +465,79 @@ def runner(name: str, setting: dict) -> Callable[[Features], Windows]:
 
 def choose(rows: list[dict]) -> dict:
     """The tune-half setting with the highest ``net`` (centred hits minus every other window:
-    a missed utterance loses one shot, a window on noise or off-centre teaches one wrong one),
-    then fewer false windows."""
+    a missed utterance loses one shot, a window on noise or off-centre teaches one wrong one;
+    averaged over the conditions), then fewer false windows."""
     return max(rows, key=lambda r: (r["net"], -r["false_per_min"]))
 
 
 def available(name: str) -> bool:
     try:
-        __import__({"silero": "silero_vad", "webrtc": "webrtcvad"}.get(name, "math"))
+        __import__({"silero": "silero_vad", "silero+energy": "silero_vad",
+                    "webrtc": "webrtcvad"}.get(name, "math"))
     except ImportError:
         return False
     return True
 
 
-def bench_vad(data: str | Path, model: KWSModel | None = None, recordings: int = 40,
-              seed: int = 0, detectors: list[str] | None = None,
-              progress: bool = False) -> dict:
+def room_available() -> bool:
+    try:
+        import pyroomacoustics  # noqa: F401  (the bench extra)
+    except ImportError:
+        return False
+    return True
+
+
+def bench_vad(data: str | Path, model: KWSModel | None = None, recordings: int = 100,
+              seed: int = 0, detectors: list[str] | None = None, progress: bool = False,
+              conditions: list[str] | None = None) -> dict:
     """Sweep each detector on the tune half, pick its setting, report both halves.
 
-    Returns the recordings' description, every tune-half row, and per detector the chosen
-    setting's metrics on ``tune`` (seed ``seed``) and ``check`` (seed ``seed + 1``), next to
-    the energy rule /adapt used before (on=4, hang=35).
+    ``conditions``: ``clean`` (the clips as recorded) and ``room`` (the same recordings with the
+    talker in a simulated room), both by default when pyroomacoustics is installed. A setting's
+    score on the tune half is its ``net`` averaged over the conditions. Returns the recordings'
+    description, every tune-half row, and per detector the chosen setting's metrics per
+    condition on ``tune`` (seed ``seed``) and ``check`` (seed ``seed + 1``), next to the energy
+    rule /adapt used before (on=4, hang=35).
     """
-    detectors = [d for d in (detectors or ["energy", "silero", "webrtc"]) if available(d)]
+    detectors = [d for d in (detectors or ["energy", "silero", "silero+energy", "webrtc"])
+                 if available(d)]
+    conditions = conditions or (["clean", "room"] if room_available() else ["clean"])
     cfg = model.config.frontend if model is not None else FrontEndConfig()
     frontend = FrontEnd(cfg)
-    grids = {"energy": ENERGY_GRID, "silero": SILERO_GRID, "webrtc": WEBRTC_GRID}
-    halves = {}
-    for k, half in enumerate(("tune", "check")):
-        t0 = time.time()
-        recs = make_recordings(data, half, recordings, seed + k)
-        feats = [features(r, frontend, cfg.n_mels, detectors) for r in recs]
-        halves[half] = (recs, feats)
-        if progress:
-            print(f"{half}: {len(recs)} recordings, {sum(r.seconds for r in recs):.0f} s, "
-                  f"features in {time.time() - t0:.0f} s", flush=True)
+    grids = {"energy": ENERGY_GRID, "silero": SILERO_GRID, "silero+energy": HYBRID_GRID,
+             "webrtc": WEBRTC_GRID}
+    sets: dict[tuple[str, str], tuple[list[Recording], list[Features]]] = {}
+    for cond in conditions:
+        for k, half in enumerate(("tune", "check")):
+            t0 = time.time()
+            recs = make_recordings(data, half, recordings, seed + k, room=cond == "room")
+            sets[(cond, half)] = (recs, [features(r, frontend, cfg.n_mels, detectors)
+                                         for r in recs])
+            if progress:
+                print(f"{cond} {half}: {len(recs)} recordings, "
+                      f"{sum(r.seconds for r in recs):.0f} s, features in "
+                      f"{time.time() - t0:.0f} s", flush=True)
 
-    def evaluate(half: str, name: str, setting: dict) -> dict:
-        recs, feats = halves[half]
+    def evaluate(cond: str, half: str, name: str, setting: dict) -> dict:
+        recs, feats = sets[(cond, half)]
         go = runner(name, setting)
-        return {"setting": setting} | score(recs, [go(f) for f in feats])
+        return score(recs, [go(f) for f in feats])
 
-    before = {"on": 4.0, "hang": 35}
-    sweep = {d: [evaluate("tune", d, s) for s in grids[d]] for d in detectors}
-    chosen = {d: choose(sweep[d])["setting"] for d in detectors}
-    table = {"energy (before)": {"setting": before, "tune": evaluate("tune", "energy", before),
-                                 "check": evaluate("check", "energy", before)}}
+    def tune_row(name: str, setting: dict) -> dict:
+        per = {c: evaluate(c, "tune", name, setting) for c in conditions}
+        return {"setting": setting,
+                "net": round(float(np.mean([m["net"] for m in per.values()])), 4),
+                "false_per_min": round(float(np.mean([m["false_per_min"]
+                                                      for m in per.values()])), 3)} | per
+
+    def row(name: str, setting: dict) -> dict:
+        return {"setting": setting} | {c: {h: evaluate(c, h, name, setting)
+                                           for h in ("tune", "check")} for c in conditions}
+
+    sweep = {d: [tune_row(d, s) for s in grids[d]] for d in detectors}
+    table = {"energy (before)": row("energy", {"on": 4.0, "hang": 35})}
     for d in detectors:
-        table[d] = {"setting": chosen[d], "tune": evaluate("tune", d, chosen[d]),
-                    "check": evaluate("check", d, chosen[d])}
+        table[d] = row(d, choose(sweep[d])["setting"])
 
     def describe(recs: list[Recording]) -> dict:
         return {"recordings": len(recs), "seconds": round(sum(r.seconds for r in recs), 1),
@@ -496,9 +547,11 @@ def bench_vad(data: str | Path, model: KWSModel | None = None, recordings: int =
 
     return {
         "benchmark": "vad", "data": str(data), "seed": seed, "recordings_per_half": recordings,
-        "halves": {h: describe(halves[h][0]) for h in halves},
+        "conditions": conditions,
+        "halves": {h: describe(sets[(conditions[0], h)][0]) for h in ("tune", "check")},
         "hit_ms": HIT_MS, "snr_db": SNR_RANGE, "detectors": detectors,
         "threads": torch.get_num_threads(),
-        "adapt_session": {"detector": "silero", "threshold": THRESHOLD, "hang": HANG},
+        "adapt_session": {"detector": "silero+energy", "threshold": THRESHOLD, "loud": LOUD,
+                          "hang": HANG},
         "table": table, "tune_sweep": sweep,
     }

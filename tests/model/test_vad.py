@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from _clips import GSC, wave
-from tracekws.model.adapt import AdaptSession, NoSpeechError
+from tracekws.model.adapt import AdaptSession, NoSpeechError, Segmenter
 from tracekws.model.audio import SAMPLE_RATE, load
 from tracekws.model.bench import vad as bench
 from tracekws.model.frontend import FrontEnd
 from tracekws.model.pipeline import KWSModel, ModelConfig
-from tracekws.model.vad import SileroVAD
+from tracekws.model.vad import HANG, LOUD, THRESHOLD, SileroVAD
 
 
 def noise(seconds: float, seed: int = 0) -> np.ndarray:
@@ -39,7 +39,7 @@ def planted(words: list[tuple[str, int, float]], seconds: float = 8.0, snr_db: f
 def detect(rec: bench.Recording) -> bench.Windows:
     """AdaptSession's detector on a recording: streaming silero-vad → the segmenter."""
     f = bench.features(rec, FrontEnd(), 40, ["silero"])
-    return bench.runner("silero", {"threshold": 0.5, "hang": 20})(f)
+    return bench.runner("silero+energy", {"threshold": THRESHOLD, "loud": LOUD, "hang": HANG})(f)
 
 
 def test_planted_utterances_are_found():
@@ -129,3 +129,16 @@ def test_causal_frame_mapping():
     for i, v in enumerate(got):
         k = ends[i] // 512 - 1
         assert v == (0.0 if k < 0 else vals[min(k, 2)])
+
+
+def test_a_frame_far_above_the_floor_is_speech_whatever_the_vad_says():
+    """With decisions, the energy rule only adds frames ``loud`` nats above the floor."""
+    energy = torch.cat([torch.zeros(50), torch.full((30,), 7.0), torch.zeros(60)])
+    x = bench.frame_index(len(energy))
+    never = [False] * len(energy)
+    seg = Segmenter(hang=35, loud=5.5)
+    assert len(seg.push(energy, x, never)) == 1
+    assert Segmenter(hang=35).push(energy, x, never) == []  # loud off: the VAD alone
+    assert Segmenter(hang=35, loud=8.0).push(energy, x, never) == []
+    with pytest.raises(ValueError):
+        Segmenter().push(energy, x, never[:-1])
