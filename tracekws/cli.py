@@ -104,6 +104,16 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from tracekws.model.bench.vad import bench_vad
 
         res = bench_vad(a.data, _model(a.model), a.recordings, a.seed, progress=not a.json)
+    elif a.what == "stream":
+        from tracekws.model.bench.stream import bench_stream
+
+        res = bench_stream(_model(a.model), a.data, hours=a.hours, seed=a.seed,
+                           condition=a.condition, target_fa=a.target_fa,
+                           val_percent=a.val_percent, cache=a.cache, teach_n=a.teach,
+                           plot=a.det_plot, progress=not a.json)
+        if a.json_out:
+            Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json_out).write_text(json.dumps(res, indent=1) + "\n")
     elif a.what == "classes":
         from tracekws.model.bench.rules import bench_classes
 
@@ -197,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks that print JSON")
     b.add_argument("what", choices=["infer", "personalize", "memory", "service", "rules",
-                                    "classes", "macs", "enrol", "vad"])
+                                    "classes", "macs", "enrol", "vad", "stream"])
     b.add_argument("--model")
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=50)
@@ -227,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--clients", type=int, default=8, help="service: concurrent clients")
     b.add_argument("--recordings", type=int, default=100,
                    help="vad: synthetic recordings per half (tune, check)")
+    b.add_argument("--hours", type=float, default=1.0,
+                   help="stream: hours of keyword-free audio in each stream (tune, report)")
+    b.add_argument("--target-fa", type=float, default=0.5,
+                   help="stream: false accepts/hour the per-keyword thresholds aim at (tune)")
+    b.add_argument("--teach", type=int, default=3,
+                   help="stream: false triggers of the report stream taught as _unknown_")
+    b.add_argument("--cache", default=None,
+                   help="stream: cache of synthesised speech (default ~/.cache/tracekws/stream)")
+    b.add_argument("--det-plot", default=None, help="stream: write the DET plot (PNG) here")
+    b.add_argument("--json-out", default=None, help="stream: also write the JSON here")
     b.set_defaults(func=cmd_bench)
 
     dt = sub.add_parser("data", help="make data folders (synth: speech from offline TTS)")
