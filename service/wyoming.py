@@ -379,14 +379,16 @@ class WyomingWake:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def info(self) -> Info:
-        """One wake program whose models are the keywords of the profile's current model."""
+        """One wake program whose models are the keywords of the profile's current model
+        (no languages claimed, as wyoming-openwakeword does: a profile's own words may be in
+        any language)."""
         s = self.served
         desc = f"tracekws profile {self.source.profile} (version {s.version})"
         return Info(wake=[WakeProgram(
             name=PROGRAM, description=f"Spiking-network keyword spotting, {desc}",
             attribution=ATTRIBUTION, installed=True, version=None,
             models=[WakeModel(name=k, description=k, phrase=k, attribution=DATA_ATTRIBUTION,
-                              installed=True, languages=["en"], version=str(s.version))
+                              installed=True, languages=[], version=str(s.version))
                     for k in s.keywords])])
 
     def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -215,6 +215,48 @@ def test_paced_stream_latency(server):
           "frame was sent")
 
 
+def test_concurrent_realtime_streams(server):
+    """N clients (``TRACEKWS_WYOMING_CLIENTS``, default 4) each stream 6 s in real time (the
+    keyword clip three times): every keyword is reported to its own client, promptly."""
+    n = int(os.environ.get("TRACEKWS_WYOMING_CLIENTS", "4"))
+    pcm = padded(*KEYWORD) * 3
+
+    async def one():
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(AudioStart(16000, 2, 1).event())
+            sent: list[tuple[int, float]] = []
+            found: list[tuple[int, float]] = []
+
+            async def read():
+                while True:
+                    e = await asyncio.wait_for(c.read_event(), 30)
+                    if e is None or Info.is_type(e.type):  # answered after the last chunk
+                        return
+                    if Detection.is_type(e.type):
+                        found.append((Detection.from_event(e).timestamp, time.perf_counter()))
+
+            reader = asyncio.create_task(read())
+            t0, step = time.perf_counter(), CHUNK * 2
+            for k, i in enumerate(range(0, len(pcm), step)):
+                await asyncio.sleep(max(0.0, t0 + k * 0.02 - time.perf_counter()))
+                await c.write_event(AudioChunk(16000, 2, 1, pcm[i : i + step]).event())
+                sent.append(((i + step) // 32, time.perf_counter()))
+            await c.write_event(AudioStop().event())
+            await c.write_event(Describe().event())
+            await asyncio.wait_for(reader, 30)
+            return [t - next(w for ms, w in sent if ms >= ts) for ts, t in found]
+
+    async def all_():
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+    lags = asyncio.run(all_())
+    assert [len(x) for x in lags] == [3] * n
+    flat = sorted(x for r in lags for x in r)
+    assert flat[-1] < 1.0
+    print(f"\n{n} concurrent real-time streams: {len(flat)} detections, lag after the chunk "
+          f"median {flat[len(flat) // 2] * 1000:.0f} ms, max {flat[-1] * 1000:.0f} ms")
+
+
 def test_detect_restricts_names_and_flags_unknown_ones(server):
     pcm = padded(*KEYWORD)
     events, _ = asyncio.run(run_stream(server.port, pcm, names=["no", "hey_jarvis"]))
