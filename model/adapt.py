@@ -68,24 +68,37 @@ def adapt_inputs(
     rule: str = "tp",
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
+    frames: torch.Tensor | None = None,
     **hp,
 ) -> Rule:
     """Adapt ``model`` in place on encoded clips x (N, T, n_in).
 
     With TP's all-classes contrast (and the other single-sample rules) clips go one at a
     time in a shuffled order each epoch, as a user's recordings would; the paper's batch
-    contrast sees the whole support set as one batch.
+    contrast sees the whole support set as one batch. ``frames`` (N, T, n_feat): the clips'
+    front-end frames; with the rule's ``norm_prior`` > 0 each clip first moves the feature
+    normalisation (:meth:`KWSModel.adapt_normalisation`, once, in the first epoch) and is
+    learned as encoded with the updated statistics, as the service does per utterance.
     """
     n = len(x)
     batch = hp.get("contrast") == "batch"
     r = make(model, rule, **hp)
+    prior = r.config.norm_prior if frames is not None else 0.0
+    if prior > 0 and batch:
+        model.adapt_normalisation(frames, prior)
+        x = model.encode_frames(frames)
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
+    for epoch in range(epochs):
         if batch:
             r.run(x, labels)
             continue
         for i in torch.randperm(n, generator=gen).tolist():
-            r.run(x[i : i + 1], labels[i : i + 1])
+            xi = x[i : i + 1]
+            if prior > 0:
+                if epoch == 0:
+                    model.adapt_normalisation(frames[i], prior)
+                xi = model.encode_frames(frames[i : i + 1])
+            r.run(xi, labels[i : i + 1])
     return r
 
 
@@ -118,7 +131,8 @@ class Segmenter:
         self.on, self.hang, self.max_len, self.min_len = on, hang, max_len, min_len
         self.loud = loud
         self.peak = 0.0  # loudest frame seen, in nats above the noise floor
-        self.ring: deque[tuple[float, torch.Tensor]] = deque(maxlen=RING)
+        # (energy, encoded frame, front-end frame or None) of the last RING frames
+        self.ring: deque[tuple[float, torch.Tensor, torch.Tensor | None]] = deque(maxlen=RING)
         self.floor = math.inf
         self.frame = 0
         self.seg_start: int | None = None
@@ -126,15 +140,17 @@ class Segmenter:
         self.frames_seen = 0
 
     def push(
-        self, energy: torch.Tensor, x: torch.Tensor, speech: list[bool] | None = None
-    ) -> list[torch.Tensor]:
-        """Add frames (energies (t,), inputs (t, n_in), optional speech decisions (t,));
-        return completed windows."""
+        self, energy: torch.Tensor, x: torch.Tensor, speech: list[bool] | None = None,
+        raw: torch.Tensor | None = None,
+    ) -> list:
+        """Add frames (energies (t,), inputs (t, n_in), optional speech decisions (t,),
+        optional front-end frames (t, n_feat)); return completed windows: (WINDOW, n_in)
+        inputs, or (inputs, front-end frames) pairs when ``raw`` is given."""
         if speech is not None and len(speech) != len(x):
             raise ValueError(f"{len(speech)} speech decisions for {len(x)} frames")
         out = []
         for i, (e, xt) in enumerate(zip(energy.tolist(), x, strict=True)):
-            self.ring.append((e, xt))
+            self.ring.append((e, xt, None if raw is None else raw[i]))
             self.floor = min(self.floor + 0.005, e)
             self.peak = max(self.peak, e - self.floor)
             if speech is None:
@@ -161,19 +177,25 @@ class Segmenter:
             return [self._window(start, self.frame - 1 - self.quiet)]
         return []
 
-    def whole(self) -> torch.Tensor | None:
+    def whole(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
         """All frames of a recording short enough to sit in the ring, or None."""
         if not self.ring or self.frame > RING:
             return None
-        return torch.stack([xt for _, xt in self.ring])
+        return self._frames(list(self.ring))
 
     def _window(self, start: int, end: int) -> torch.Tensor:
         """WINDOW frames centred on [start, end] (clamped to what the ring holds)."""
         first = self.frame - len(self.ring) + 1  # frame index of ring[0]
         centre = (start + end) // 2
         lo = max(first, min(centre - WINDOW // 2, self.frame + 1 - WINDOW))
-        frames = [xt for i, (_, xt) in enumerate(self.ring) if lo <= first + i < lo + WINDOW]
-        return torch.stack(frames)
+        return self._frames([r for i, r in enumerate(self.ring) if lo <= first + i < lo + WINDOW])
+
+    @staticmethod
+    def _frames(entries: list) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([xt for _, xt, _ in entries])
+        if entries[0][2] is None:
+            return x
+        return x, torch.stack([ft for _, _, ft in entries])
 
 
 class AdaptSession:
@@ -188,6 +210,7 @@ class AdaptSession:
         self.label = label
         self.epochs = epochs
         self.rule = make(model, rule, **hp)
+        self.norm_prior = self.rule.config.norm_prior
         self.before = model.net.__class__(*model.net.sizes, model.net.params)
         self.before.load_state_dict(model.net.state_dict())
         self.stream = model.init_stream()
@@ -206,7 +229,8 @@ class AdaptSession:
         frames, x, self.stream = self.model.stream(samples, self.stream)
         if frames.shape[1]:
             energy = torch.logsumexp(frames[0, :, : self.n_mels], dim=1)
-            for w in self.segmenter.push(energy, x[0], speech):
+            raw = frames[0] if self.norm_prior > 0 else None
+            for w in self.segmenter.push(energy, x[0], speech, raw):
                 self._learn(w)
         return len(self.p_after)
 
@@ -216,7 +240,10 @@ class AdaptSession:
         m, _, _ = net(w.unsqueeze(0))
         return float(torch.softmax(m, dim=1)[0, self.index])
 
-    def _learn(self, w: torch.Tensor) -> None:
+    def _learn(self, w: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> None:
+        if isinstance(w, tuple):  # (inputs, front-end frames): move the normalisation first
+            self.model.adapt_normalisation(w[1], self.norm_prior)
+            w = self.model.encode_frames(w[1].unsqueeze(0))[0]
         self.p_before.append(self._prob(self.before, w))
         lab = torch.tensor([self.index])
         for _ in range(self.epochs):
@@ -232,7 +259,8 @@ class AdaptSession:
             seg = self.segmenter
             whole = seg.whole()
             audible = seg.peak >= seg.on / 2 or self.label == SILENCE
-            if whole is None or whole.shape[0] < 10 or not audible:
+            n = 0 if whole is None else (whole[0] if isinstance(whole, tuple) else whole).shape[0]
+            if n < 10 or not audible:
                 raise NoSpeechError()
             self._learn(whole)
         n = len(self.p_after)

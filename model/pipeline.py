@@ -101,6 +101,9 @@ class KWSModel:
         # mean rate of each encoder output on the training data: the network sees x − μ, i.e.
         # binary spikes plus a constant bias current −W μ per neuron (zero for analog input)
         self.in_mean = torch.zeros(config.encoder.n_outputs(n_feat))
+        # frames of a user's own audio absorbed into (mean, std) since training (see
+        # adapt_normalisation); saved with the weights, so a version carries its statistics
+        self.norm_frames = 0.0
         n_in = config.encoder.n_outputs(n_feat)
         self.net = net or SNN(n_in, config.n_hidden, len(config.labels), config.lif)
         # replay bank for the readout: spike sums of a few training clips per class and
@@ -117,9 +120,39 @@ class KWSModel:
 
     def inputs(self, wave: torch.Tensor) -> torch.Tensor:
         """Whole clip(s) (n,) or (B, n) → network inputs (B, T, n_in): encoder output − μ."""
-        frames = self.frontend(wave if wave.dim() == 2 else wave.unsqueeze(0))
+        return self.encode_frames(self.frontend(wave if wave.dim() == 2 else wave.unsqueeze(0)))
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Front-end frames (B, T, n_feat) of whole clips → network inputs (B, T, n_in)."""
         x, _ = encode(self.normalise(frames), encoder_init(), self.config.encoder)
         return x - self.in_mean
+
+    @torch.no_grad()
+    def adapt_normalisation(self, frames: torch.Tensor, prior_frames: float) -> None:
+        """Move the feature normalisation (mean, std) towards the user's own audio.
+
+        A room and a microphone shift every log-mel band (reverberation, the device's band
+        pass); the spike encoder sees features standardised with the training statistics, so
+        a shifted channel fires the wrong inputs. The statistics are pooled as if the training
+        data counted ``prior_frames`` frames plus every user frame absorbed so far (c):
+
+            μ' = (c μ + Σ f) / (c + n)      E'[f²] = (c (σ² + μ²) + Σ f²) / (c + n)
+            σ' = √(E'[f²] − μ'²)            c' = c + n
+
+        Label-free and bounded (two vectors and a count), applied per utterance as it is
+        learned; ``prior_frames`` ≤ 0 leaves the model unchanged.
+        """
+        f = frames.reshape(-1, frames.shape[-1]).double()
+        n = f.shape[0]
+        if prior_frames <= 0 or n == 0:
+            return
+        c = float(prior_frames) + self.norm_frames
+        m0, s0 = self.mean.double(), self.std.double()
+        mean = (c * m0 + f.sum(0)) / (c + n)
+        sq = (c * (s0**2 + m0**2) + (f**2).sum(0)) / (c + n)
+        self.mean = mean.float()
+        self.std = (sq - mean**2).clamp_min(1e-6).sqrt().float()
+        self.norm_frames += n
 
     def init_stream(self) -> StreamState:
         return StreamState(self.frontend.init_state(1), encoder_init(), self.net.init_state(1))
@@ -175,6 +208,8 @@ class KWSModel:
         t = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
         t["norm.mean"], t["norm.std"] = self.mean.contiguous(), self.std.contiguous()
         t["norm.in_mean"] = self.in_mean.contiguous()
+        if self.norm_frames:
+            t["norm.frames"] = torch.tensor([self.norm_frames], dtype=torch.float64)
         if self.replay is not None:
             t["replay.counts"], t["replay.labels"] = (r.contiguous() for r in self.replay)
         return t
@@ -196,6 +231,8 @@ class KWSModel:
         model = cls(config, net, t["norm.mean"], t["norm.std"])
         if "norm.in_mean" in t:
             model.in_mean = t["norm.in_mean"]
+        if "norm.frames" in t:
+            model.norm_frames = float(t["norm.frames"][0])
         if "replay.counts" in t:
             model.replay = (t["replay.counts"], t["replay.labels"])
         return model

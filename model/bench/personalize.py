@@ -102,13 +102,13 @@ def speaker_pool(clips: list[Clip], which: str, val_percent: int,
     return speakers, pool
 
 
-def encode_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network inputs (N, T, n_in) of whole clips and their class indices, in chunks of 256;
-    through ``room`` (a :class:`model.room.RoomSimulator`) if given.
+def frame_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Front-end frames (N, T, n_feat) of whole clips and their class indices, through ``room``
+    (a :class:`model.room.RoomSimulator`) if given.
 
-    ``cache`` (a dict the caller keeps) holds inputs already encoded by this model, keyed by
-    clip and room, so a sweep over many settings encodes each clip once.
+    ``cache`` (a dict the caller keeps) holds frames already computed, keyed by clip and room,
+    so a sweep over many settings loads, simulates and transforms each clip once.
     """
     labels = torch.tensor([class_index(c, model.labels) for c in clips], dtype=torch.long)
     tag = None if room is None else room.room.seed
@@ -117,13 +117,21 @@ def encode_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | No
         waves = load_waves(todo, progress=False)
         if room is not None:
             waves = room.apply_clips(waves, todo)
-        x = batched(model.inputs, waves)
+        with torch.no_grad():
+            f = batched(model.frontend, waves)
         if cache is None:
-            return x, labels
-        cache.update({(str(c.path), tag): xi for c, xi in zip(todo, x, strict=True)})
+            return f, labels
+        cache.update({(str(c.path), tag): fi for c, fi in zip(todo, f, strict=True)})
     if not clips:
         return torch.zeros(0), labels
     return torch.stack([cache[(str(c.path), tag)] for c in clips]), labels
+
+
+def encode_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs (N, T, n_in) of whole clips (see :func:`frame_clips`) and their classes."""
+    f, labels = frame_clips(model, clips, room, cache)
+    return (model.encode_frames(f) if len(f) else f), labels
 
 
 @torch.no_grad()
@@ -172,7 +180,7 @@ def bench_personalize(
 ) -> dict:
     """Query accuracy, false accepts and retention before/after adapting, per speaker.
 
-    ``cache``: see :func:`encode_clips` (only valid for one model's encoder); it also keeps
+    ``cache``: see :func:`frame_clips`; it also keeps
     the rooms' simulators.
     """
     if val_percent is None:
@@ -203,13 +211,14 @@ def bench_personalize(
                 speaker_room(seed, spk), noise)
             if cache is not None:
                 cache[("room", seed, spk)] = room
-        xs, ys = encode_clips(model, support, room, cache)
-        xq, yq = encode_clips(model, query, room, cache)
-        xr, yr = encode_clips(model, retention, room, cache)
+        fs, ys = frame_clips(model, support, room, cache)
+        fq, yq = frame_clips(model, query, room, cache)
+        fr, yr = frame_clips(model, retention, room, cache)
         m = model.clone()
-        pq0, pr0 = predict_inputs(m, xq), predict_inputs(m, xr)
-        adapt_inputs(m, xs, ys, rule=rule, epochs=epochs, **hp)
-        pq1, pr1 = predict_inputs(m, xq), predict_inputs(m, xr)
+        pq0, pr0 = predict_inputs(m, m.encode_frames(fq)), predict_inputs(m, m.encode_frames(fr))
+        adapt_inputs(m, m.encode_frames(fs), ys, rule=rule, epochs=epochs, frames=fs, **hp)
+        # encoded again: adapting may have moved the feature normalisation
+        pq1, pr1 = predict_inputs(m, m.encode_frames(fq)), predict_inputs(m, m.encode_frames(fr))
         wrong = pq0 != yq
         # query clips of a class the support never shows (the speaker's other words, which
         # are all `_unknown_`): adapting can only fix their errors indirectly

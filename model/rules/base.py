@@ -46,6 +46,9 @@ class RuleConfig:
     update_every: int = 10  # frames of summed updates per optimiser step (1: every frame)
     optimizer: str = "sgd"  # "adam" (the reference) or "sgd" (plain three-factor steps)
     replay: int = 0  # readout replay: bank entries rehearsed after each utterance
+    # the feature normalisation's prior weight in frames when it adapts to the user's audio
+    # (KWSModel.adapt_normalisation; 0: it does not); a setting of the session, for every rule
+    norm_prior: float = 0.0
 
 
 # The authors' setting for training a network with a rule from scratch: Adam at every frame,

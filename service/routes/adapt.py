@@ -71,6 +71,9 @@ async def adapt(
     update_every: int | None = Query(None, ge=1, le=1000),
     contrast: Literal["classes", "batch"] | None = Query(None),
     readout: Literal["final", "frame"] | None = Query(None),
+    norm_prior: float | None = Query(
+        None, ge=0, le=1e7, description="weight, in frames, of the training statistics when the "
+        "feature normalisation adapts to this recording (0: it does not)"),
     idempotency_key: str | None = Header(
         None, alias="Idempotency-Key", max_length=128,
         description="a retry with the same key (same profile) returns the version the first "
@@ -89,7 +92,8 @@ async def adapt(
         done = await svc.adapt(
             profile, label, rule,
             {"epochs": epochs, "lr": lr, "lr_out": lr_out, "optimizer": optimizer,
-             "update_every": update_every, "contrast": contrast, "readout": readout},
+             "update_every": update_every, "contrast": contrast, "readout": readout,
+             "norm_prior": norm_prior},
             audio_chunks(request, s.max_upload_bytes, s.upload_idle_timeout_s,
                          s.upload_timeout_s),
             idempotency_key)
