@@ -71,6 +71,21 @@ class Adapted:
     replayed: bool = False
 
 
+def nearest_good(info: VersionInfo, version: Callable[[int], VersionInfo],
+                 load: Callable[[VersionInfo], KWSModel]) -> tuple[KWSModel, VersionInfo]:
+    """The model of ``info``, or of its nearest ancestor whose weights are not corrupt
+    (``version(n)``: the profile's version n). Raises CorruptWeights when none is good."""
+    cur = info
+    while True:
+        try:
+            return load(cur), cur
+        except CorruptWeights:
+            if cur.parent is None:
+                raise CorruptWeights(info.profile, info.number, info.sha256,
+                                     "no good ancestor") from None
+            cur = version(cur.parent)
+
+
 class _Job:
     """One adaptation: decoder + session (+ optional raw-audio spool). Touched by one worker
     thread at a time (each step is awaited before the next).
@@ -199,19 +214,10 @@ class Profiles:
         falls back to its nearest good ancestor, so the profile keeps serving its last good
         version."""
         info = self.version_info(name, number)
-        try:
+        if number is not None:  # a version asked for by number: that one or an error
             return Resolved(self.load(info), info)
-        except CorruptWeights:
-            if number is not None:
-                raise
-        bad, cur = info, info
-        while cur.parent is not None:
-            cur = self.rt.store.version(name, cur.parent)
-            try:
-                return Resolved(self.load(cur), cur, fallback_from=bad.number)
-            except CorruptWeights:
-                continue
-        raise CorruptWeights(name, bad.number, bad.sha256, "no good ancestor")
+        model, good = nearest_good(info, lambda n: self.rt.store.version(name, n), self.load)
+        return Resolved(model, good, None if good is info else info.number)
 
     # ---- writing ------------------------------------------------------------------------
     @staticmethod

@@ -23,14 +23,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 import torch
 from starlette.requests import HTTPConnection
-from tracekws.model.pipeline import PRETRAINED, KWSModel
+from tracekws.model.pipeline import KWSModel
 
 from . import db
 from .batching import Batcher
@@ -160,9 +159,7 @@ class Runtime:
         for stale in s.spool_dir.glob("*"):  # left by a killed process
             if stale.is_file():
                 stale.unlink(missing_ok=True)
-        path = Path(s.model_path or PRETRAINED)
-        if path.is_dir():
-            path = path / PRETRAINED.name
+        path = s.model_file()
         if not path.is_file():
             raise RuntimeError(f"no model file at {path}; set TRACEKWS_MODEL_PATH or train and "
                                "ship pretrained/tracekws-gsc12.safetensors")

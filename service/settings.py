@@ -165,6 +165,14 @@ class Settings(BaseSettings):
             out.append(o.strip())
         return out
 
+    def model_file(self) -> Path:
+        """The model file ``default`` serves: ``model_path`` (a file, or a folder holding the
+        shipped file name), else the shipped model."""
+        from tracekws.model.pipeline import PRETRAINED
+
+        path = Path(self.model_path or PRETRAINED)
+        return path / PRETRAINED.name if path.is_dir() else path
+
     @field_validator(*RANGES)
     @classmethod
     def _in_range(cls, v: float, info: ValidationInfo) -> float:

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from tracekws.model.audio import SAMPLE_RATE
 from tracekws.model.detect import Detector
-from tracekws.model.pipeline import PRETRAINED, SILENCE, UNKNOWN, KWSModel
+from tracekws.model.pipeline import SILENCE, UNKNOWN, KWSModel
 from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
@@ -58,6 +58,7 @@ from wyoming.info import Attribution, Describe, Info, WakeModel, WakeProgram
 from wyoming.server import AsyncEventHandler, AsyncServer
 from wyoming.wake import Detect, Detection, NotDetected
 
+from .profiles import nearest_good
 from .settings import DEFAULT_PROFILE, PROFILE_RE, Settings
 from .store import CorruptWeights, Store, UnknownProfile, VersionInfo, sha256
 
@@ -95,9 +96,7 @@ def keywords(model: KWSModel) -> list[str]:
 def base_model_path(settings: Settings) -> Path:
     """The shipped model the service would use (``TRACEKWS_MODEL_PATH``: a file or a folder
     holding one), so both processes agree on what ``default`` is."""
-    path = Path(settings.model_path or PRETRAINED)
-    if path.is_dir():
-        path = path / PRETRAINED.name
+    path = settings.model_file()
     if not path.is_file():
         raise ProfileError(f"no model file at {path}; set TRACEKWS_MODEL_PATH")
     return path
@@ -157,19 +156,16 @@ class ProfileSource:
         try:
             if self.store is None:
                 self.store = self._open_store()
-            info = self.store.version(self.profile)
-            bad = info
-            while True:
-                try:
-                    model = self._load(info)
-                    break
-                except CorruptWeights:
-                    log.error("corrupt weights: profile %s version %s", info.profile,
-                              info.number)
-                    if info.parent is None:
-                        raise ProfileError(f"profile {self.profile!r}: version {bad.number} "
-                                           "and all its ancestors are corrupt") from None
-                    info = self.store.version(self.profile, info.parent)
+            active = self.store.version(self.profile)
+            try:
+                model, info = nearest_good(
+                    active, lambda n: self.store.version(self.profile, n), self._load)
+            except CorruptWeights:
+                raise ProfileError(f"profile {self.profile!r}: version {active.number} and all "
+                                   "its ancestors are corrupt") from None
+            if info is not active:
+                log.error("corrupt weights: profile %s version %s; serving version %s",
+                          self.profile, active.number, info.number)
         except UnknownProfile:
             from sqlalchemy.engine import make_url
 
