@@ -159,6 +159,25 @@ class Stream:
     keywords: list[tuple[int, int, str, str]]  # (start, end) samples, word, clip path
     negative_seconds: dict[str, float]  # source → seconds of negative audio
     speakers: list[str] = field(default_factory=list)
+    # where each negative piece starts in negative-audio time (samples), and its source
+    piece_starts: list[int] = field(default_factory=list)
+    piece_sources: list[str] = field(default_factory=list)
+
+    def source_at(self, t: float) -> str:
+        """What the stream holds at ``t`` seconds: a negative source or ``keyword:<word>``
+        (a keyword clip or the ``TOLERANCE`` after it)."""
+        pos = int(t * SAMPLE_RATE)
+        inserted = 0
+        for s, e, w, _ in self.keywords:
+            if s > pos:
+                break
+            if pos < e + TOLERANCE * SAMPLE_RATE:
+                return f"keyword:{w}"
+            inserted += e - s
+        if not self.piece_starts:
+            return "unknown"
+        i = int(np.searchsorted(self.piece_starts, pos - inserted, side="right")) - 1
+        return self.piece_sources[max(i, 0)]
 
     @property
     def seconds(self) -> float:
@@ -245,8 +264,10 @@ def build_stream(
         return x if room is None else room.apply(x, key, speech=speech)
 
     negative: dict[str, float] = {}
-    neg = []
+    neg, piece_starts, at = [], [], 0
     for source, x, key in pieces:
+        piece_starts.append(at)
+        at += len(x)
         neg.append(_fade(heard(x, key, source != SILENCE and source != "_background_noise_")))
         negative[source] = negative.get(source, 0.0) + len(x) / SAMPLE_RATE
     neg_audio = torch.cat(neg)
@@ -272,7 +293,8 @@ def build_stream(
 
     floor = coloured_noise(len(audio), "pink", np.random.default_rng(_h("floor", name, seed)))
     audio = (audio + torch.from_numpy(floor * FLOOR_RMS).float()).clamp(-1, 1)
-    return Stream(name, audio, marks, negative, sorted({c.speaker for c in keyword_clips}))
+    return Stream(name, audio, marks, negative, sorted({c.speaker for c in keyword_clips}),
+                  piece_starts, [src for src, _, _ in pieces])
 
 
 # ---- detector and scoring -------------------------------------------------------------------
@@ -329,6 +351,15 @@ def run_trigger(post: np.ndarray, thresholds: np.ndarray, refractory: float, det
 def _counts(stream: Stream, det: Detector) -> np.ndarray:
     kw = [det.labels[k] for k in det.keyword_idx]
     return np.array([sum(w == k for _, _, w, _ in stream.keywords) for k in kw])
+
+
+def by_source(s: Scored, stream: Stream) -> dict[str, int]:
+    """False accepts per source of the audio they fired on."""
+    out: dict[str, int] = {}
+    for t, _, _ in s.false_events:
+        src = stream.source_at(t)
+        out[src] = out.get(src, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def operating_point(s: Scored, n: np.ndarray, hours: float, labels: list[str]) -> dict:
@@ -421,7 +452,18 @@ def calibrated_point(post: np.ndarray, stream: Stream, det: Detector, cal: dict)
     labels = [det.labels[k] for k in det.keyword_idx]
     thr = np.array([cal["thresholds"][lab] for lab in labels])
     s = score(run_trigger(post, thr, cal["refractory"], det), stream, det)
-    return operating_point(s, _counts(stream, det), stream.negative_hours, labels), s
+    op = operating_point(s, _counts(stream, det), stream.negative_hours, labels)
+    return op | {"false_accepts_by_source": by_source(s, stream)}, s
+
+
+def point_at(post: np.ndarray, stream: Stream, det: Detector, threshold: float,
+             refractory: float) -> dict:
+    """One global threshold's operating point, with its false accepts by source."""
+    labels = [det.labels[k] for k in det.keyword_idx]
+    s = score(run_trigger(post, np.full(len(labels), threshold), refractory, det), stream, det)
+    return {"threshold": threshold} | operating_point(
+        s, _counts(stream, det), stream.negative_hours, labels) | {
+        "false_accepts_by_source": by_source(s, stream)}
 
 
 def global_calibration(points: list[dict], target: float) -> float:
@@ -588,6 +630,8 @@ def bench_stream(
     }
     sweeps = {h: sweep(posts[h], streams[h], det, default.refractory) for h in streams}
     res["sweep"] = sweeps
+    res["default_threshold"] = {h: point_at(posts[h], streams[h], det, default.threshold,
+                                            default.refractory) for h in streams}
     res["miss_at"] = {h: {f"{fa:g}_per_hour": {"overall": miss_at(sweeps[h], fa)} | {
         lab: miss_at(sweeps[h], fa, lab) for lab in labels} for fa in (1.0, 0.5)}
         for h in streams}
@@ -623,8 +667,8 @@ def bench_stream(
         teach_res[h] = {
             "calibrated": {"before": before_cal, "after": after_cal},
             f"threshold_{default.threshold:g}": {
-                "before": next(p for p in sweeps[h] if p["threshold"] == default.threshold),
-                "after": next(p for p in sw_after if p["threshold"] == default.threshold)},
+                x: point_at(p, streams[h], det, default.threshold, default.refractory)
+                for x, p in (("before", posts[h]), ("after", after[h]))},
             "miss_at_1_per_hour": {"before": miss_at(sweeps[h], 1.0),
                                    "after": miss_at(sw_after, 1.0)}}
     taught_t = [x["time"] for x in taught]

@@ -107,7 +107,8 @@ def test_bench_json_fields(model, tmp_path):
     res = S.bench_stream(model, GSC, hours=HOURS * 1.5, val_percent=100, min_clips=10,
                          cache=tmp_path / "cache", plot=tmp_path / "det.png",
                          texts=lambda half: TEXT * 20, teach_n=1)
-    for key in ("streams", "sweep", "miss_at", "calibration", "teach", "text_source"):
+    for key in ("streams", "sweep", "miss_at", "calibration", "teach", "text_source",
+                "default_threshold"):
         assert key in res
     for half in ("tune", "report"):
         assert "tts" in res["streams"][half]["negative_seconds"]
@@ -117,3 +118,11 @@ def test_bench_json_fields(model, tmp_path):
     assert "detection" in cal["report"] and "fa_per_hour" in cal["report"]
     assert "calibrated" in res["teach"]["report"]
     assert Path(res["plot"]).stat().st_size > 1000
+
+
+def test_source_at(built):
+    st, _, _ = built
+    s0, e0, w0, _ = st.keywords[0]
+    assert st.source_at((s0 + e0) / 2 / SAMPLE_RATE) == f"keyword:{w0}"
+    assert st.source_at(0.0) in st.negative_seconds
+    assert st.source_at(st.seconds - 0.01) in st.negative_seconds
