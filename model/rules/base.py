@@ -47,8 +47,10 @@ class RuleConfig:
     optimizer: str = "sgd"  # "adam" (the reference) or "sgd" (plain three-factor steps)
     replay: int = 0  # readout replay: bank entries rehearsed after each utterance
     # the feature normalisation's prior weight in frames when it adapts to the user's audio
-    # (KWSModel.adapt_normalisation; 0: it does not); a setting of the session, for every rule
-    norm_prior: float = 0.0
+    # (KWSModel.adapt_normalisation; 0: it does not); a setting of the session, for every rule.
+    # Chosen on the tune speakers, clean and room together: scripts/choose-norm-prior.py,
+    # docs/bench/norm/chosen.json
+    norm_prior: float = 4000.0
 
 
 # The authors' setting for training a network with a rule from scratch: Adam at every frame,

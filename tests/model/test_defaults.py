@@ -30,3 +30,13 @@ def test_defaults_are_the_chosen_setting(log):
     swept = {k for row in data["rows"] for k in row} - {"rule", "epochs", "speakers", "score"}
     swept = {k for k in swept if not k.startswith(("gain_", "ret_", "fa_", "before_"))}
     assert swept <= set(hp), swept - set(hp)
+
+
+def test_norm_prior_is_the_chosen_setting_for_every_rule():
+    """The feature-normalisation prior: chosen on `tune`, clean and room together
+    (docs/bench/norm/chosen.json, written by scripts/choose-norm-prior.py)."""
+    root = Path(__file__).resolve().parents[2]
+    data = json.loads((root / "docs/bench/norm/chosen.json").read_text())
+    assert data["chosen"]["meets_bounds"]
+    for rule in NAMES:
+        assert defaults(rule)["norm_prior"] == data["chosen"]["norm_prior"], rule
