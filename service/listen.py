@@ -325,7 +325,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", help="microphone: index or part of the name "
                                     "(see --list-devices; default: the system's)")
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
-    p.add_argument("--model", help="model file (default: the shipped model)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help="model file (default: the shipped model)")
+    which.add_argument("--profile",
+                       help="listen with a profile's active version, read from the service's "
+                            "database (TRACEKWS_DATA_DIR / TRACEKWS_DATABASE_URL, read-only)")
     p.add_argument("--threshold", type=_threshold, default=DetectorConfig().threshold,
                    help="smoothed posterior a keyword must exceed (default %(default)s)")
     p.add_argument("--refractory", type=_seconds, default=DEFAULT_REFRACTORY,
@@ -377,7 +381,18 @@ def run(a: argparse.Namespace) -> int:
         from tracekws.model.pipeline import PRETRAINED, KWSModel
 
         torch.set_num_threads(max(1, a.threads))
-        model = KWSModel.load(a.model or PRETRAINED)
+        if a.profile:  # read-only, as the Wyoming server reads it
+            from .settings import Settings
+            from .wyoming import ProfileError, ProfileSource
+
+            try:
+                served = ProfileSource(Settings(), a.profile).served
+            except ProfileError as exc:
+                raise ListenError(str(exc)) from None
+            model = served.model
+            logging.getLogger(__name__).info("profile %s version %d", a.profile, served.version)
+        else:
+            model = KWSModel.load(a.model or PRETRAINED)
         detector = Detector(model, threshold=a.threshold, refractory=a.refractory)
         actions = Actions(command=a.command, shell=a.shell, command_timeout=a.exec_timeout,
                           webhook=webhook, webhook_timeout=a.webhook_timeout)

@@ -266,3 +266,14 @@ def test_file_chunks_are_paced_like_a_microphone(keyword_clip):
     assert sum(c.numel() for c in chunks) == 4 * SAMPLE_RATE
     assert all(c.numel() == L.CHUNK_SECONDS * SAMPLE_RATE for c in chunks)
     assert abs(now[0] - 4.0) < 1e-6 and len(sleeps) == len(chunks)
+
+
+def test_profile_default_listens_with_the_shipped_model_and_unknown_fails(keyword_clip,
+                                                                         tmp_path):
+    env = {"TRACEKWS_DATA_DIR": str(tmp_path / "data")}
+    r = _listen("--file", str(keyword_clip), "--profile", "default", "--fast", env=env)
+    assert r.returncode == 0, r.stderr
+    assert [ln.split("\t")[1] for ln in r.stdout.strip().splitlines()] == [WORD]
+    r = _listen("--file", str(keyword_clip), "--profile", "nosuch", "--fast", env=env)
+    assert r.returncode == 1 and "unknown profile 'nosuch'" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "data").exists()
