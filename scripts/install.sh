@@ -49,10 +49,13 @@ for so in lib.glob("*.so"):
 PY
 
 if [ "$extras" = dev ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] \
-   && ! command -v espeak-ng >/dev/null; then
+   && { ! command -v espeak-ng >/dev/null || ! command -v bible >/dev/null; }; then
   # the speech synthesiser `tracekws data synth` uses in its tests (flite and festival are
   # optional engines: apt-get install flite festival festvox-kallpc16k)
+  # bible-kjv: the public-domain text `tracekws bench stream` has espeak-ng read as open speech
   apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null
+  apt-get install -y -qq bible-kjv >/dev/null \
+    || echo "bible-kjv is not installable here: tracekws bench stream will need it" >&2
 fi
 
 # TRACEKWS_EDITABLE=0: a regular (wheel) install, as a user's `pip install .` would do
