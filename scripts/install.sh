@@ -67,4 +67,6 @@ if [ -n "$extras" ]; then
 else
   "${pip[@]}" "${editable[@]}" .
 fi
+# checked from / (not the checkout), so the installed package is what imports
+case "$py" in /*) ;; */*) py="$(pwd)/$py" ;; esac
 (cd / && "$py" -c "import torch, torchaudio, tracekws.model, tracekws.service; print('tracekws installed: torch', torch.__version__, 'torchaudio', torchaudio.__version__)")
