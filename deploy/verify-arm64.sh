@@ -297,6 +297,19 @@ for _ in $(seq 90); do
 done
 [ "$HEALTH" = healthy ] || die "HEALTHCHECK did not report healthy within 180 s (status: $HEALTH)"
 echo "  ok   HEALTHCHECK: healthy; user: $(docker inspect -f '{{.Config.User}}' "$IMAGE")"
+# the image's other commands and the libraries they load: PortAudio (tracekws listen), the
+# wyoming package (tracekws wyoming), prometheus-client (/metrics), silero-vad's network (/adapt)
+docker exec "$NAME-a" python3 -c "import sounddevice, wyoming, prometheus_client
+from tracekws.model.vad import SileroVAD
+SileroVAD()
+print('  ok   libraries load:', sounddevice.get_portaudio_version()[1].split(',')[0],
+      '| wyoming | prometheus-client | silero-vad network')" \
+  || die "a library of the image does not load"
+LISTEN_CLIP=${clip_args[1]%=*}
+docker exec "$NAME-a" tracekws listen --file "$LISTEN_CLIP" --fast --json >/dev/null \
+  || die "tracekws listen --file fails in the image"
+docker exec "$NAME-a" tracekws wyoming --help >/dev/null || die "tracekws wyoming fails in the image"
+echo "  ok   tracekws listen --file runs on a clip; tracekws wyoming --help"
 
 log "online backup of the database while it serves (sqlite3 backup API, as in deploy/README.md)"
 docker exec "$NAME-a" python3 -c "import sqlite3
