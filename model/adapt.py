@@ -113,7 +113,8 @@ class AdaptResult:
 
 
 class Segmenter:
-    """Streaming segmenter: emits 1 s windows of encoded frames centred on each utterance.
+    """Streaming segmenter: emits 1 s windows of per-frame data centred on each utterance (the
+    session's encoded inputs, or its front-end frames when they are encoded only once learned).
 
     A frame is speech by the given per-frame decisions (``push(..., speech)``: AdaptSession's
     silero-vad, docs/vad.md), or when its log-energy stands ``loud`` nats above a slowly rising
@@ -131,8 +132,7 @@ class Segmenter:
         self.on, self.hang, self.max_len, self.min_len = on, hang, max_len, min_len
         self.loud = loud
         self.peak = 0.0  # loudest frame seen, in nats above the noise floor
-        # (energy, encoded frame, front-end frame or None) of the last RING frames
-        self.ring: deque[tuple[float, torch.Tensor, torch.Tensor | None]] = deque(maxlen=RING)
+        self.ring: deque[tuple[float, torch.Tensor]] = deque(maxlen=RING)
         self.floor = math.inf
         self.frame = 0
         self.seg_start: int | None = None
@@ -140,17 +140,15 @@ class Segmenter:
         self.frames_seen = 0
 
     def push(
-        self, energy: torch.Tensor, x: torch.Tensor, speech: list[bool] | None = None,
-        raw: torch.Tensor | None = None,
-    ) -> list:
-        """Add frames (energies (t,), inputs (t, n_in), optional speech decisions (t,),
-        optional front-end frames (t, n_feat)); return completed windows: (WINDOW, n_in)
-        inputs, or (inputs, front-end frames) pairs when ``raw`` is given."""
+        self, energy: torch.Tensor, x: torch.Tensor, speech: list[bool] | None = None
+    ) -> list[torch.Tensor]:
+        """Add frames (energies (t,), per-frame data (t, d), optional speech decisions (t,));
+        return completed windows (WINDOW, d)."""
         if speech is not None and len(speech) != len(x):
             raise ValueError(f"{len(speech)} speech decisions for {len(x)} frames")
         out = []
         for i, (e, xt) in enumerate(zip(energy.tolist(), x, strict=True)):
-            self.ring.append((e, xt, None if raw is None else raw[i]))
+            self.ring.append((e, xt))
             self.floor = min(self.floor + 0.005, e)
             self.peak = max(self.peak, e - self.floor)
             if speech is None:
@@ -177,25 +175,19 @@ class Segmenter:
             return [self._window(start, self.frame - 1 - self.quiet)]
         return []
 
-    def whole(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
+    def whole(self) -> torch.Tensor | None:
         """All frames of a recording short enough to sit in the ring, or None."""
         if not self.ring or self.frame > RING:
             return None
-        return self._frames(list(self.ring))
+        return torch.stack([xt for _, xt in self.ring])
 
     def _window(self, start: int, end: int) -> torch.Tensor:
         """WINDOW frames centred on [start, end] (clamped to what the ring holds)."""
         first = self.frame - len(self.ring) + 1  # frame index of ring[0]
         centre = (start + end) // 2
         lo = max(first, min(centre - WINDOW // 2, self.frame + 1 - WINDOW))
-        return self._frames([r for i, r in enumerate(self.ring) if lo <= first + i < lo + WINDOW])
-
-    @staticmethod
-    def _frames(entries: list) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        x = torch.stack([xt for _, xt, _ in entries])
-        if entries[0][2] is None:
-            return x
-        return x, torch.stack([ft for _, _, ft in entries])
+        frames = [xt for i, (_, xt) in enumerate(self.ring) if lo <= first + i < lo + WINDOW]
+        return torch.stack(frames)
 
 
 class AdaptSession:
@@ -226,11 +218,16 @@ class AdaptSession:
     def feed(self, samples: torch.Tensor) -> int:
         """Consume audio (1-D float, 16 kHz); returns utterances learned so far."""
         speech = self.vad.speech(samples)
-        frames, x, self.stream = self.model.stream(samples, self.stream)
+        if self.norm_prior > 0:
+            # windows of front-end frames: each is encoded when it is learned, after it has
+            # moved the normalisation, so the stream's own encoding would be thrown away
+            frames, fe = self.model.frontend.step(samples, self.stream.frontend)
+            self.stream, data = self.stream._replace(frontend=fe), frames
+        else:
+            frames, data, self.stream = self.model.stream(samples, self.stream)
         if frames.shape[1]:
             energy = torch.logsumexp(frames[0, :, : self.n_mels], dim=1)
-            raw = frames[0] if self.norm_prior > 0 else None
-            for w in self.segmenter.push(energy, x[0], speech, raw):
+            for w in self.segmenter.push(energy, data[0], speech):
                 self._learn(w)
         return len(self.p_after)
 
@@ -240,10 +237,10 @@ class AdaptSession:
         m, _, _ = net(w.unsqueeze(0))
         return float(torch.softmax(m, dim=1)[0, self.index])
 
-    def _learn(self, w: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> None:
-        if isinstance(w, tuple):  # (inputs, front-end frames): move the normalisation first
-            self.model.adapt_normalisation(w[1], self.norm_prior)
-            w = self.model.encode_frames(w[1].unsqueeze(0))[0]
+    def _learn(self, w: torch.Tensor) -> None:
+        if self.norm_prior > 0:  # w: front-end frames; move the normalisation, then encode
+            self.model.adapt_normalisation(w, self.norm_prior)
+            w = self.model.encode_frames(w.unsqueeze(0))[0]
         self.p_before.append(self._prob(self.before, w))
         lab = torch.tensor([self.index])
         for _ in range(self.epochs):
@@ -259,8 +256,7 @@ class AdaptSession:
             seg = self.segmenter
             whole = seg.whole()
             audible = seg.peak >= seg.on / 2 or self.label == SILENCE
-            n = 0 if whole is None else (whole[0] if isinstance(whole, tuple) else whole).shape[0]
-            if n < 10 or not audible:
+            if whole is None or whole.shape[0] < 10 or not audible:
                 raise NoSpeechError()
             self._learn(whole)
         n = len(self.p_after)
