@@ -382,8 +382,8 @@ def run(a: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, a.threads))
         if a.profile:  # read-only, as the Wyoming server reads it
+            from .profiles import ProfileError, ProfileSource
             from .settings import Settings
-            from .wyoming import ProfileError, ProfileSource
 
             try:
                 served = ProfileSource(Settings(), a.profile).served

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,17 +29,18 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 from tracekws.model.adapt import AdaptResult, AdaptSession
-from tracekws.model.pipeline import KWSModel
+from tracekws.model.pipeline import SILENCE, UNKNOWN, KWSModel
 from tracekws.model.rules import check_hyperparameters
 from tracekws.model.stream_decode import StreamDecoder
 
 from .problems import Problem
 from .runtime import Runtime
-from .settings import DEFAULT_PROFILE
+from .settings import DEFAULT_PROFILE, PROFILE_RE, Settings
 from .store import (
     CorruptWeights,
     IdempotentReplay,
     ProfileInfo,
+    Store,
     UnknownProfile,
     UnknownVersion,
     VersionInfo,
@@ -336,6 +339,137 @@ class Profiles:
             finally:
                 job.abort()
         return Adapted(info, parent.number, result, audio_s)
+
+
+# ---- read-only, beside the HTTP service (tracekws wyoming, tracekws listen --profile) -------
+# These processes must never migrate or write the database the HTTP service owns: they read
+# the store directly, without a Runtime, and pick up new versions as they appear.
+REFRESH_S = 5.0  # a profile's active version is looked up again after this long
+
+
+class ProfileError(RuntimeError):
+    """The profile cannot be served (unknown, invalid name, no good version, no model)."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """The model a profile serves now."""
+
+    model: KWSModel
+    version: int
+    sha256: str
+    keywords: list[str]
+
+
+def keywords(model: KWSModel) -> list[str]:
+    """The labels a wake program offers: all but ``_unknown_`` and ``_silence_``."""
+    return [lab for lab in model.labels if lab not in (UNKNOWN, SILENCE)]
+
+
+def base_model_path(settings: Settings) -> Path:
+    """The shipped model the service would use (``TRACEKWS_MODEL_PATH``: a file or a folder
+    holding one), so both processes agree on what ``default`` is."""
+    path = settings.model_file()
+    if not path.is_file():
+        raise ProfileError(f"no model file at {path}; set TRACEKWS_MODEL_PATH")
+    return path
+
+
+class ProfileSource:
+    """Resolves one profile to its model, read-only, and re-resolves it when asked (blocking:
+    call :meth:`refresh` from a worker thread)."""
+
+    def __init__(self, settings: Settings, profile: str, refresh_s: float = REFRESH_S) -> None:
+        if not PROFILE_RE.match(profile):
+            raise ProfileError(f"invalid profile name {profile!r} (1-64 characters of "
+                               "[A-Za-z0-9._-], starting with a letter or digit)")
+        self.settings, self.profile, self.refresh_s = settings, profile, refresh_s
+        base = base_model_path(settings)
+        self.base_bytes = base.read_bytes()
+        self.base_sha = sha256(self.base_bytes)
+        self.base_model = KWSModel.from_bytes(self.base_bytes)
+        self.base_model.net.eval()
+        self.store: Store | None = None
+        self.lock = threading.Lock()
+        self.served: Served | None = None
+        self.served = self._resolve()
+        self.checked = time.monotonic()
+
+    def _open_store(self) -> Store:
+        """The service's database, without creating or migrating it."""
+        from sqlalchemy.engine import make_url
+
+        from . import db
+
+        url = str(self.settings.database_url)
+        if url.startswith("sqlite"):
+            file = make_url(url).database
+            if not file or not Path(file).is_file():
+                raise UnknownProfile(self.profile)
+        engine = db.make_engine(url, self.settings.db_busy_timeout_ms)
+        if db.current_revision(engine) is None:
+            engine.dispose()
+            raise UnknownProfile(self.profile)
+        return Store(engine, self.base_bytes, self.base_model.labels)
+
+    def _load(self, info: VersionInfo) -> KWSModel:
+        if info.sha256 == self.base_sha:
+            return self.base_model
+        if self.served is not None and info.sha256 == self.served.sha256:
+            return self.served.model
+        m = KWSModel.from_bytes(self.store.weights(info))  # sha256-checked
+        m.net.eval()
+        return m
+
+    def _resolve(self) -> Served:
+        """The profile's active version, or its nearest good ancestor when it is corrupt (the
+        HTTP service's rule, :meth:`Profiles.resolve`)."""
+        if self.profile == DEFAULT_PROFILE:
+            return Served(self.base_model, 1, self.base_sha, keywords(self.base_model))
+        try:
+            if self.store is None:
+                self.store = self._open_store()
+            active = self.store.version(self.profile)
+            try:
+                model, info = nearest_good(
+                    active, lambda n: self.store.version(self.profile, n), self._load)
+            except CorruptWeights:
+                raise ProfileError(f"profile {self.profile!r}: version {active.number} and all "
+                                   "its ancestors are corrupt") from None
+            if info is not active:
+                log.error("corrupt weights: profile %s version %s; serving version %s",
+                          self.profile, active.number, info.number)
+        except UnknownProfile:
+            from sqlalchemy.engine import make_url
+
+            where = make_url(str(self.settings.database_url)).render_as_string(
+                hide_password=True)  # a PostgreSQL URL may carry one
+            raise ProfileError(f"unknown profile {self.profile!r}: no such profile in {where} "
+                               "(profiles are made by the HTTP service's /adapt; 'default' is "
+                               "the shipped model)") from None
+        return Served(model, info.number, info.sha256, keywords(model))
+
+    def refresh(self) -> Served:
+        """The current model, looked up again if the last look is older than ``refresh_s``;
+        on a failure (profile deleted, database busy) the last good one is kept."""
+        with self.lock:
+            if self.profile == DEFAULT_PROFILE or \
+                    time.monotonic() - self.checked < self.refresh_s:
+                return self.served
+            try:
+                new = self._resolve()
+            except Exception as exc:  # keep serving what we have
+                log.warning("profile %s: could not look it up again (%s); still serving "
+                            "version %d", self.profile, exc, self.served.version)
+                new = self.served
+            if new.version != self.served.version or new.sha256 != self.served.sha256:
+                log.info("profile %s: now serving version %d", self.profile, new.version)
+            self.served, self.checked = new, time.monotonic()
+            return new
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.engine.dispose()
 
 
 def profiles(conn: HTTPConnection) -> Profiles:
