@@ -33,7 +33,7 @@ from tracekws.model.pipeline import SILENCE, UNKNOWN, KWSModel
 from tracekws.model.rules import check_hyperparameters
 from tracekws.model.stream_decode import StreamDecoder
 
-from .problems import Problem
+from .problems import Problem, disk_full_reason
 from .runtime import Runtime
 from .settings import DEFAULT_PROFILE, PROFILE_RE, Settings
 from .store import (
@@ -72,6 +72,16 @@ class Adapted:
     result: AdaptResult | None = None
     audio_seconds: float = 0.0
     replayed: bool = False
+
+
+def _clear_stale_spool(spool: Path) -> None:
+    """Spool files no request holds open any more (orphans of killed requests)."""
+    for f in spool.glob("*"):
+        try:
+            if f.is_file() and time.time() - f.stat().st_mtime > 600:
+                f.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def nearest_good(info: VersionInfo, version: Callable[[int], VersionInfo],
@@ -238,10 +248,10 @@ class Profiles:
         self.check_writable(name)
         return await self.rt.write(self.rt.store.activate, name, number)
 
-    async def delete(self, name: str, free_space: Callable[[Exception], bool]) -> None:
-        """Delete a profile, its versions and its recordings. ``free_space(exc)``: called when
-        the delete fails; True if it freed space and the delete should be tried again (on a
-        full disk, deleting is how space is freed)."""
+    async def delete(self, name: str) -> None:
+        """Delete a profile, its versions and its recordings. On a full disk, deleting is how
+        space is freed, so it must work there: the profile's recordings and stale spool files
+        go first, then the rows are deleted again."""
         import shutil
 
         self.check_writable(name)
@@ -251,8 +261,9 @@ class Profiles:
             try:
                 await rt.write(rt.store.delete_profile, name)
             except Exception as exc:
-                if not await rt.io(free_space, exc):
+                if disk_full_reason(exc) is None:
                     raise
+                await rt.io(_clear_stale_spool, rt.settings.spool_dir)
                 await rt.io(shutil.rmtree, audio, True)
                 await rt.write(rt.store.delete_profile, name)
             if audio.is_dir():

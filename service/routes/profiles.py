@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..auth import authorize, visible
 from ..deps import ProfilesDep, ReadableProfile, WritableProfile
-from ..problems import Problem, disk_full_reason, responses
+from ..problems import Problem, responses
 from ..settings import RULES
 from ..validation import PROFILE_PATTERN
 
@@ -76,21 +75,5 @@ async def get_profile(profile: ReadableProfile, svc: ProfilesDep) -> JSONRespons
 @router.delete("/profiles/{profile}", status_code=204, summary="Delete a profile",
                responses=responses("delete_profile"))
 async def delete_profile(profile: WritableProfile, svc: ProfilesDep) -> Response:
-    await svc.delete(profile, lambda exc: _free_space(exc, svc.rt.settings.spool_dir))
+    await svc.delete(profile)
     return Response(status_code=204)
-
-
-def _free_space(exc: Exception, spool: Path) -> bool:
-    """On a full disk, deleting is how space is freed, so it must work: drop stale spool files
-    (orphans of killed requests) and say the delete may be tried again."""
-    import time
-
-    if disk_full_reason(exc) is None:
-        return False
-    for f in spool.glob("*"):
-        try:
-            if f.is_file() and time.time() - f.stat().st_mtime > 600:
-                f.unlink(missing_ok=True)
-        except OSError:
-            pass
-    return True
