@@ -1,4 +1,4 @@
-"""FastAPI dependencies the routes declare: the app's runtime and profiles, and access to a
+"""FastAPI dependencies the routes declare: the app's profiles, and access to a
 profile named in the path (authorization, and the read-only ``default`` for writes)."""
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from fastapi import Depends, Request
 
 from .auth import authorize
 from .profiles import Profiles, profiles
-from .runtime import Runtime, runtime
 from .validation import ProfilePath
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
 ProfilesDep = Annotated[Profiles, Depends(profiles)]
 
 
