@@ -12,14 +12,22 @@ That decision is :class:`Trigger`, shared with the stream benchmark (model/bench
 which computes a stream's posteriors once (:meth:`Detector.posterior_frames`) and re-runs
 only the trigger over a threshold sweep.
 
+Per-keyword thresholds and the refractory time can come with the model (a ``detector`` entry
+in its config, written by ``tracekws bench stream --calibrated-out``) or with a profile
+version (the service stores them): :class:`DetectorSettings` is their one format and
+validation, :meth:`DetectorSettings.apply` turns them into a :class:`DetectorConfig`.
+
 State is bounded: the stream state of the front end/encoder/network, a ring of ``window``
 readout currents and a ring of ``smooth`` posteriors; nothing grows with the stream length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import math
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +55,171 @@ class DetectorConfig:
     # per-label thresholds (calibrated, e.g. by `tracekws bench stream`); labels not given use
     # ``threshold``, labels the model lacks are ignored (a profile may not have them yet)
     thresholds: Mapping[str, float] = field(default_factory=dict)
+
+
+MAX_REFRACTORY = 10.0  # s; longer would swallow a keyword said again a few seconds later
+
+
+class DetectorSettingsError(ValueError):
+    """Settings that cannot be used; ``errors`` holds (location, message) per problem, the
+    location a path into the JSON (``("thresholds", "yes")``)."""
+
+    def __init__(self, errors: list[tuple[tuple[str, ...], str]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(loc)}: {msg}" if loc else msg
+                                   for loc, msg in errors))
+        self.errors = errors
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, or None if it is not a JSON number (a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Per-keyword thresholds and/or a refractory time, for one model or one profile version.
+
+    Either part may be absent (``thresholds is None``, ``refractory is None``): the next source
+    of settings then decides it (a version's settings over its model's, the model's over the
+    caller's defaults; see :meth:`apply`). A keyword without a threshold of its own uses the
+    global ``threshold`` of the :class:`DetectorConfig`.
+    """
+
+    thresholds: Mapping[str, float] | None = None
+    refractory: float | None = None
+
+    @classmethod
+    def parse(cls, data: object, keywords: Sequence[str], extra_ok: bool = False
+              ) -> DetectorSettings:
+        """Checked settings from JSON-like ``data``: an object with ``thresholds`` (keyword →
+        number in (0, 1]) and/or ``refractory`` (seconds in [0, ``MAX_REFRACTORY``]); every
+        threshold names one of ``keywords`` (Unicode NFC, as the service stores labels).
+        ``extra_ok``: other keys are allowed (a model's entry also records how it was
+        calibrated). Raises :class:`DetectorSettingsError` listing every problem."""
+        if not isinstance(data, Mapping):
+            raise DetectorSettingsError([((), "detector settings are a JSON object")])
+        errors: list[tuple[tuple[str, ...], str]] = []
+        if not extra_ok:
+            errors += [((str(k),), "unknown field (allowed: thresholds, refractory)")
+                       for k in data if k not in ("thresholds", "refractory")]
+        if "thresholds" not in data and "refractory" not in data:
+            errors.append(((), "give thresholds and/or refractory"))
+        thresholds = None
+        if "thresholds" in data:
+            raw = data["thresholds"]
+            if not isinstance(raw, Mapping):
+                errors.append((("thresholds",), "an object of keyword: threshold"))
+            else:
+                thresholds = {}
+                for key, value in raw.items():
+                    label = unicodedata.normalize("NFC", str(key))
+                    loc = ("thresholds", str(key))
+                    if label not in keywords:
+                        why = ("is not a keyword (it is never detected)"
+                               if label in (UNKNOWN, SILENCE) else
+                               f"is not one of the keywords ({', '.join(keywords)})")
+                        errors.append((loc, f"{label!r} {why}"))
+                        continue
+                    v = _number(value)
+                    if v is None or not 0.0 < v <= 1.0:
+                        errors.append((loc, "a threshold is a number in (0, 1]"))
+                        continue
+                    thresholds[label] = v
+        refractory = None
+        if "refractory" in data:
+            refractory = _number(data["refractory"])
+            if refractory is None or not 0.0 <= refractory <= MAX_REFRACTORY:
+                errors.append((("refractory",),
+                               f"seconds, a number in [0, {MAX_REFRACTORY:g}]"))
+        if errors:
+            raise DetectorSettingsError(errors)
+        return cls(thresholds, refractory)
+
+    @classmethod
+    def of_model(cls, model: KWSModel) -> DetectorSettings | None:
+        """The settings the model file carries (its config's ``detector`` entry), or None."""
+        entry = model.config.detector
+        if not entry:
+            return None
+        try:
+            return cls.parse(entry, keywords(model.labels), extra_ok=True)
+        except DetectorSettingsError as exc:
+            raise ValueError(f"the model's detector entry is invalid: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (only the parts that are set), as stored and as :meth:`parse` reads."""
+        out: dict[str, Any] = {}
+        if self.thresholds is not None:
+            out["thresholds"] = dict(self.thresholds)
+        if self.refractory is not None:
+            out["refractory"] = self.refractory
+        return out
+
+    def apply(self, config: DetectorConfig) -> DetectorConfig:
+        """``config`` with the parts these settings set replaced."""
+        changes: dict[str, Any] = {}
+        if self.thresholds is not None:
+            changes["thresholds"] = dict(self.thresholds)
+        if self.refractory is not None:
+            changes["refractory"] = self.refractory
+        return replace(config, **changes)
+
+
+def keywords(labels: Sequence[str]) -> list[str]:
+    """The labels a detector can report (and a wake program offers): all but ``_unknown_``
+    and ``_silence_``."""
+    return [lab for lab in labels if lab not in (UNKNOWN, SILENCE)]
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    """The detector configuration a version is heard with, and where each part came from
+    (``request``, ``version``, ``model`` or ``default``)."""
+
+    config: DetectorConfig
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def public(self, labels: list[str]) -> dict[str, Any]:
+        """JSON for clients: the threshold every keyword is heard with (its own, else the
+        global one), the global threshold, the refractory time and the sources."""
+        c = self.config
+        return {"thresholds": {k: c.thresholds.get(k, c.threshold) for k in keywords(labels)},
+                "threshold": c.threshold, "refractory": c.refractory,
+                "sources": dict(self.sources)}
+
+
+def detector_config(model: KWSModel, stored: Mapping[str, Any] | None,
+                    defaults: DetectorConfig, threshold: float | None = None,
+                    refractory: float | None = None) -> DetectorChoice:
+    """The detector configuration of one version: its own settings (``stored``, the
+    version's ``detector`` column) over its model's (the model file's ``detector`` entry)
+    over ``defaults``, part by part (thresholds, refractory). A ``threshold`` given for this
+    connection (``/stream?threshold=``, ``--threshold``) applies to every keyword, so it
+    replaces the per-keyword thresholds; a given ``refractory`` replaces the refractory time.
+
+    The one place this precedence lives: /stream, ``tracekws wyoming`` and ``tracekws listen``
+    all call it (the service passes a version's own settings; a model file alone has none)."""
+    cfg = defaults
+    sources = {"thresholds": "default", "refractory": "default"}
+    own = None if stored is None else DetectorSettings.parse(stored, keywords(model.labels))
+    for source, settings in (("model", DetectorSettings.of_model(model)), ("version", own)):
+        if settings is None:
+            continue
+        cfg = settings.apply(cfg)
+        if settings.thresholds is not None:
+            sources["thresholds"] = source
+        if settings.refractory is not None:
+            sources["refractory"] = source
+    if threshold is not None:
+        cfg = replace(cfg, threshold=threshold, thresholds={})
+        sources["thresholds"] = "request"
+    if refractory is not None:
+        cfg = replace(cfg, refractory=refractory)
+        sources["refractory"] = "request"
+    return DetectorChoice(cfg, sources)
 
 
 class Trigger:

@@ -48,19 +48,24 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     lif: LIFParams = field(default_factory=LIFParams)
     meta: dict = field(default_factory=dict)
+    # calibrated detection settings that travel with the weights (per-keyword thresholds,
+    # refractory time, how they were chosen), read by tracekws.model.detect.DetectorSettings;
+    # empty: the detector's defaults. Written only when set, so a model without them keeps
+    # the bytes (and sha256) it always had.
+    detector: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "labels": self.labels,
-                "n_hidden": self.n_hidden,
-                "frontend": self.frontend.to_dict(),
-                "encoder": self.encoder.to_dict(),
-                "lif": self.lif.to_dict(),
-                "meta": self.meta,
-            },
-            indent=2,
-        )
+        d = {
+            "labels": self.labels,
+            "n_hidden": self.n_hidden,
+            "frontend": self.frontend.to_dict(),
+            "encoder": self.encoder.to_dict(),
+            "lif": self.lif.to_dict(),
+            "meta": self.meta,
+        }
+        if self.detector:
+            d["detector"] = self.detector
+        return json.dumps(d, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
@@ -72,6 +77,7 @@ class ModelConfig:
             encoder=EncoderConfig(**d["encoder"]),
             lif=LIFParams(**d["lif"]),
             meta=d.get("meta", {}),
+            detector=d.get("detector") or {},
         )
 
 

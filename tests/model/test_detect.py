@@ -1,9 +1,16 @@
-"""Streaming detector: chunk-size invariant, bounded state, smoothing and suppression."""
+"""Streaming detector: chunk-size invariant, bounded state, smoothing and suppression; the
+per-keyword settings (checked, carried by a model file) and their precedence."""
 
 import pytest
 import torch
 from _clips import wave
-from tracekws.model.detect import Detector
+from tracekws.model.detect import (
+    Detector,
+    DetectorConfig,
+    DetectorSettings,
+    DetectorSettingsError,
+    detector_config,
+)
 from tracekws.model.pipeline import KWSModel, ModelConfig
 
 
@@ -91,3 +98,88 @@ def test_float_input_and_bad_config(model):
     assert Detector(model).feed(torch.zeros(800)) == []
     with pytest.raises(ValueError):
         Detector(model, threshold=2.0)
+
+
+# ---- per-keyword thresholds and refractory time: the settings, and where they come from ----
+KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+def test_settings_are_checked_field_by_field():
+    ok = DetectorSettings.parse({"thresholds": {"yes": 1, "no": 0.25}, "refractory": 0},
+                                KEYWORDS)
+    assert ok == DetectorSettings({"yes": 1.0, "no": 0.25}, 0.0)
+    assert ok.to_dict() == {"thresholds": {"yes": 1.0, "no": 0.25}, "refractory": 0.0}
+    assert DetectorSettings.parse({"refractory": 2}, KEYWORDS).thresholds is None
+    with pytest.raises(DetectorSettingsError) as e:
+        DetectorSettings.parse({"thresholds": {"yes": 0, "no": 1.01, "up": True, "down": "0.5",
+                                               "left": float("nan"), "lights": 0.5,
+                                               "_unknown_": 0.5},
+                                "refractory": 11, "threshold": 0.5}, KEYWORDS)
+    locs = {loc: msg for loc, msg in e.value.errors}
+    assert set(locs) == {("thresholds", w) for w in ("yes", "no", "up", "down", "left",
+                                                     "lights", "_unknown_")} | {
+        ("refractory",), ("threshold",)}
+    assert "not a keyword" in locs[("thresholds", "_unknown_")]
+    assert "not one of the keywords" in locs[("thresholds", "lights")]
+    for bad in ({}, [], {"thresholds": [0.5]}, {"refractory": None}):
+        with pytest.raises(DetectorSettingsError):
+            DetectorSettings.parse(bad, KEYWORDS)
+    # a model's entry may record how it was calibrated; a version's settings may not
+    entry = {"thresholds": {"yes": 0.9}, "command": "tracekws bench stream ..."}
+    assert DetectorSettings.parse(entry, KEYWORDS, extra_ok=True).thresholds == {"yes": 0.9}
+    with pytest.raises(DetectorSettingsError):
+        DetectorSettings.parse(entry, KEYWORDS)
+
+
+def test_a_decomposed_label_is_the_stored_one():
+    assert DetectorSettings.parse({"thresholds": {"cafe\u0301": 0.5}}, ["caf\u00e9"]
+                                  ).thresholds == {"caf\u00e9": 0.5}
+
+
+def _with_entry(model: KWSModel, tmp_path, entry: dict) -> KWSModel:
+    """``model`` saved with ``entry`` as its config's detector entry, and loaded again."""
+    m = model.clone()
+    m.config.detector = entry
+    m.save(tmp_path / "m")
+    return KWSModel.load(tmp_path / "m.safetensors")
+
+
+def test_the_model_file_carries_its_settings(model, tmp_path):
+    assert model.config.detector == {} and DetectorSettings.of_model(model) is None
+    assert b"detector" not in model.to_bytes()  # a model without them keeps its bytes
+    m = _with_entry(model, tmp_path, {"thresholds": {"yes": 0.8}, "refractory": 2.0,
+                                      "target_fa_per_hour": 0.5})
+    assert DetectorSettings.of_model(m) == DetectorSettings({"yes": 0.8}, 2.0)
+    assert '"detector"' in (tmp_path / "m.json").read_text()
+    bad = _with_entry(model, tmp_path, {"thresholds": {"yes": 5}})
+    with pytest.raises(ValueError, match="detector entry"):
+        DetectorSettings.of_model(bad)
+
+
+def test_precedence_version_over_model_over_defaults(model, tmp_path):
+    defaults = DetectorConfig(threshold=0.4, refractory=1.5)
+    plain = detector_config(model, None, defaults)
+    assert plain.config == defaults
+    assert plain.sources == {"thresholds": "default", "refractory": "default"}
+    m = _with_entry(model, tmp_path, {"thresholds": {"yes": 0.8, "no": 0.7}, "refractory": 2.0})
+    c = detector_config(m, None, defaults)
+    assert (c.config.thresholds, c.config.refractory, c.config.threshold) == (
+        {"yes": 0.8, "no": 0.7}, 2.0, 0.4)
+    assert c.sources == {"thresholds": "model", "refractory": "model"}
+    # a version's own part replaces the model's part (the whole mapping), part by part
+    c = detector_config(m, {"thresholds": {"go": 0.9}}, defaults)
+    assert (c.config.thresholds, c.config.refractory) == ({"go": 0.9}, 2.0)
+    assert c.sources == {"thresholds": "version", "refractory": "model"}
+    assert c.public(m.labels)["thresholds"] == {k: 0.9 if k == "go" else 0.4 for k in KEYWORDS}
+    # a connection's threshold is for every keyword; its refractory replaces the rest
+    c = detector_config(m, {"thresholds": {"go": 0.9}}, defaults, threshold=0.6, refractory=0.5)
+    assert (c.config.thresholds, c.config.threshold, c.config.refractory) == ({}, 0.6, 0.5)
+    assert c.sources == {"thresholds": "request", "refractory": "request"}
+
+
+def test_a_keyword_threshold_of_one_silences_only_that_keyword(model, audio):
+    m = _rigged(model, "yes")
+    choice = detector_config(m, {"thresholds": {"yes": 1.0}}, DetectorConfig())
+    assert Detector(m, choice.config).feed(audio) == []
+    choice = detector_config(m, {"thresholds": {"no": 1.0}}, DetectorConfig())
+    assert {d.label for d in Detector(m, choice.config).feed(audio)} == {"yes"}
