@@ -110,7 +110,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         res = bench_stream(_model(a.model), a.data, hours=a.hours, seed=a.seed,
                            condition=a.condition, target_fa=a.target_fa,
                            val_percent=a.val_percent, cache=a.cache, teach_n=a.teach,
-                           plot=a.det_plot, progress=not a.json)
+                           plot=a.det_plot, progress=not a.json,
+                           calibrated_out=a.calibrated_out)
         if a.json_out:
             Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
             Path(a.json_out).write_text(json.dumps(res, indent=1) + "\n")
@@ -247,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream: cache of synthesised speech (default ~/.cache/tracekws/stream)")
     b.add_argument("--det-plot", default=None, help="stream: write the DET plot (PNG) here")
     b.add_argument("--json-out", default=None, help="stream: also write the JSON here")
+    b.add_argument("--calibrated-out", default=None, metavar="MODEL",
+                   help="stream: write a copy of the model whose config carries the "
+                        "tune-calibrated per-keyword thresholds and refractory time "
+                        "(MODEL.safetensors + .json; used by /stream, wyoming and listen)")
     b.set_defaults(func=cmd_bench)
 
     dt = sub.add_parser("data", help="make data folders (synth: speech from offline TTS)")

@@ -34,7 +34,10 @@ behind the WebSocket ``/stream``) over them.
   curve is measured alone, thresholds start at the top of the grid and a greedy step lowers
   the keyword whose next step gains the most hits per false accept within the budget
   (``floor(target_fa x hours)`` false accepts on tune). The set is then run jointly on tune and
-  on report.
+  on report. ``calibrated_out`` writes a copy of the model whose config carries them (a
+  ``detector`` entry: thresholds, refractory time, the target, the report stream's result and
+  the command), which /stream, ``tracekws wyoming`` and ``tracekws listen`` then use for every
+  profile version without settings of its own (:func:`write_calibrated`).
 - **Teaching false triggers.** Three false triggers of the report stream (the calibrated
   setting's, topped up with the most confident ones at the service's default threshold 0.5 if
   it has fewer) are each sent, as the 2 s of stream around them, through /adapt's own path
@@ -61,8 +64,8 @@ import torch
 
 from ..audio import SAMPLE_RATE, load
 from ..data import Clip, is_validation, noise_recordings, scan, split
-from ..detect import Detector, DetectorConfig, Trigger
-from ..pipeline import KEYWORDS, SILENCE, UNKNOWN, KWSModel
+from ..detect import Detector, DetectorConfig, DetectorSettings, Trigger
+from ..pipeline import KEYWORDS, PRETRAINED, SILENCE, UNKNOWN, KWSModel
 from .personalize import MIN_CLIPS, halves
 
 MIN_GAP = 4.0  # s of negative audio between two keyword clips, at least
@@ -466,10 +469,45 @@ def point_at(post: np.ndarray, stream: Stream, det: Detector, threshold: float,
         "false_accepts_by_source": by_source(s, stream)}
 
 
+def _check_calibrated_out(path: str | Path) -> Path:
+    """Where the calibrated copy goes (``.safetensors``); never over the shipped model, whose
+    default stays the global threshold (the calibrated thresholds detect far less, see
+    docs/stream.md)."""
+    out = Path(path).with_suffix(".safetensors")
+    if out.resolve() == PRETRAINED.resolve():
+        raise ValueError(f"{out} is the shipped model; write the calibrated copy elsewhere "
+                         "and point TRACEKWS_MODEL_PATH (or --model) at it")
+    return out
+
+
+def write_calibrated(model: KWSModel, path: str | Path, cal: dict, report: dict,
+                     command: str) -> dict:
+    """Save a copy of ``model`` whose config's ``detector`` entry holds the calibration
+    ``cal`` (thresholds, refractory, target) with the report stream's operating point and
+    the command that computed it; the entry is checked as the service will read it. Returns
+    where it went and its sha256."""
+    out = _check_calibrated_out(path)
+    m = model.clone()
+    m.config.detector = {
+        "thresholds": dict(cal["thresholds"]), "refractory": cal["refractory"],
+        "target_fa_per_hour": cal["target_fa_per_hour"],
+        "calibrated_on": "tune stream of tracekws bench stream",
+        "report": {"detection": report["detection"], "fa_per_hour": report["fa_per_hour"]},
+        "command": command,
+    }
+    DetectorSettings.of_model(m)  # raises if the service could not read it
+    return {"path": str(out), "sha256": m.save(out)}
+
+
 def global_calibration(points: list[dict], target: float) -> float:
     """The lowest global threshold of the tune sweep within ``target`` false accepts/hour."""
     ok = [p["threshold"] for p in points if p["fa_per_hour"] <= target + 1e-9]
     return min(ok) if ok else SWEEP[-1]
+
+
+def model_sha(model: KWSModel) -> str:
+    """sha256 of the model's bytes: which model a calibration was computed on."""
+    return hashlib.sha256(model.to_bytes()).hexdigest()
 
 
 # ---- teaching false triggers ----------------------------------------------------------------
@@ -581,13 +619,17 @@ def bench_stream(
     texts: Callable[[str], list[str]] | None = None,
     min_clips: int = MIN_CLIPS,
     progress: bool = False,
+    calibrated_out: str | Path | None = None,
 ) -> dict:
     """Build the tune and report streams, sweep, calibrate, teach; the JSON result.
 
     ``texts(half)`` gives the passages to synthesise (default: the King James Bible, split in
-    halves); ``min_clips``: keyword clips a speaker needs (as in the personalisation bench).
+    halves); ``min_clips``: keyword clips a speaker needs (as in the personalisation bench);
+    ``calibrated_out``: also write the model with the tune-calibrated thresholds there.
     """
     t0 = time.perf_counter()
+    if calibrated_out is not None:
+        _check_calibrated_out(calibrated_out)  # before the run, not after minutes of it
     cache = Path(cache) if cache else default_cache()
     if val_percent is None:
         val_percent = int(model.config.meta.get("training", {}).get("val_percent", 20))
@@ -646,6 +688,12 @@ def bench_stream(
         "goal": "report: detection >= 0.80 at <= 1 false accept/hour",
         "goal_met": bool(cal_res["report"][0]["detection"] >= 0.8
                          and cal_res["report"][0]["fa_per_hour"] <= 1.0)}
+    if calibrated_out is not None:
+        command = (f"tracekws bench stream --data {data} --hours {hours:g} --seed {seed} "
+                   f"--condition {condition} --target-fa {target_fa:g} "
+                   f"--val-percent {val_percent} (model sha256 {model_sha(model)})")
+        res["calibrated_model"] = write_calibrated(model, calibrated_out, cal,
+                                                   cal_res["report"][0], command)
     # teaching three false triggers of the report stream
     events = sorted(cal_res["report"][1].false_events, key=lambda e: -e[2])
     source = "calibrated"

@@ -12,6 +12,7 @@ from _clips import GSC
 from tracekws.model.audio import SAMPLE_RATE
 from tracekws.model.bench import stream as S
 from tracekws.model.data import scan
+from tracekws.model.detect import DetectorSettings
 from tracekws.model.pipeline import KEYWORDS, PRETRAINED, KWSModel
 
 TEXT = ["The cat sat by the warm fire and the rain fell all night long.",
@@ -106,7 +107,8 @@ def test_per_label_thresholds(model):
 def test_bench_json_fields(model, tmp_path):
     res = S.bench_stream(model, GSC, hours=HOURS * 1.5, val_percent=100, min_clips=10,
                          cache=tmp_path / "cache", plot=tmp_path / "det.png",
-                         texts=lambda half: TEXT * 20, teach_n=1)
+                         texts=lambda half: TEXT * 20, teach_n=1,
+                         calibrated_out=tmp_path / "calibrated")
     for key in ("streams", "sweep", "miss_at", "calibration", "teach", "text_source",
                 "default_threshold"):
         assert key in res
@@ -118,6 +120,21 @@ def test_bench_json_fields(model, tmp_path):
     assert "detection" in cal["report"] and "fa_per_hour" in cal["report"]
     assert "calibrated" in res["teach"]["report"]
     assert Path(res["plot"]).stat().st_size > 1000
+    # --calibrated-out: the same weights, with the tune calibration in the model's config
+    out = KWSModel.load(res["calibrated_model"]["path"])
+    entry = out.config.detector
+    assert (entry["thresholds"], entry["refractory"]) == (cal["thresholds"], cal["refractory"])
+    assert entry["target_fa_per_hour"] == 0.5 and "tracekws bench stream" in entry["command"]
+    assert entry["report"]["detection"] == cal["report"]["detection"]
+    assert DetectorSettings.of_model(out) == DetectorSettings(cal["thresholds"], cal["refractory"])
+    assert all(torch.equal(a, b) for a, b in zip(out.tensors().values(),
+                                                 model.tensors().values(), strict=True))
+    assert model.config.detector == {}  # the benchmarked model itself is left alone
+
+
+def test_calibration_is_never_written_over_the_shipped_model(model):
+    with pytest.raises(ValueError, match="shipped model"):
+        S.bench_stream(model, GSC, calibrated_out=PRETRAINED.with_suffix(".json"))
 
 
 def test_source_at(built):
