@@ -95,11 +95,20 @@ class SNN(nn.Module):
         rate = count.sum() / max(1, x.shape[0] * x.shape[1] * v.shape[1])
         return m, NetState(LIFState(v, s), m), rate
 
-    def _run(self, x: torch.Tensor, state: NetState):
+    @torch.no_grad()
+    def spike_trains(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden spikes of every frame (B, T, H) of whole clips, from a fresh state: what a
+        word of the user's own is matched on (:mod:`model.words`)."""
+        frames: list[torch.Tensor] = []
+        self._run(x, self.init_state(x.shape[0]), frames)
+        return torch.stack(frames, 1) if frames else x.new_zeros(x.shape[0], 0, self.sizes[1])
+
+    def _run(self, x: torch.Tensor, state: NetState, record: list | None = None):
         """The recurrence without autograd. At batch ≤ 4 the loop runs in numpy, whose
         per-op cost (~1 µs against ~5 µs in torch) halves inference time; larger batches
-        stay in torch, whose matrix kernels are the faster ones there. Same float32 maths."""
-        if x.shape[0] <= 4:
+        stay in torch, whose matrix kernels are the faster ones there. Same float32 maths.
+        ``record``: a list that receives each frame's hidden spikes (torch path)."""
+        if x.shape[0] <= 4 and record is None:
             return self._run_numpy(x, state)
         p = self.params
         cur_in = x @ self.w_in.T
@@ -112,6 +121,8 @@ class SNN(nn.Module):
             v_tilde = torch.addmm(cur_in[:, t], s, w_rec_t).add_(v, alpha=p.alpha)
             s = (v_tilde > p.v_th).to(x.dtype)
             v = v_tilde.sub_(s, alpha=p.v_th)
+            if record is not None:
+                record.append(s)
             if leaky:
                 acc.mul_(p.readout_leak)
                 count.add_(s)

@@ -21,7 +21,7 @@ from .data import load_waves, noise_recordings, scan, split
 from .encoder import EncoderConfig, encode
 from .encoder import init_state as encoder_init
 from .neurons import LIFParams
-from .pipeline import LABELS, SILENCE, KWSModel, ModelConfig, batched
+from .pipeline import KEYWORDS, LABELS, SILENCE, KWSModel, ModelConfig, batched
 
 
 @dataclass
@@ -56,6 +56,9 @@ class TrainConfig:
     tp_aux_every: int = 10  # frames between two terms of that loss
     tp_aux_temperature: float = 100.0  # ⟨ε, ε̃⟩ are O(10³): scaled before the softmax
     limit_steps: int = 0  # >0: stop each epoch after this many batches (smoke tests)
+    # keywords removed from the data entirely (not even as _unknown_): the new-word benchmark's
+    # backbone, which must never have heard the words it is asked to enrol
+    holdout_words: tuple[str, ...] = ()
 
 
 TRAIN_ROOM_SEED = 10**9  # training rooms: sample_room(seed) for seeds from here on
@@ -72,13 +75,22 @@ class Prepared:
     rooms: list = field(default_factory=list)  # model.room.RoomSimulator pool
 
 
-def _labels_of(clips) -> torch.Tensor:
-    return torch.tensor([LABELS.index(c.label()) for c in clips])
+def _labels_of(clips, labels: list[str]) -> torch.Tensor:
+    return torch.tensor([labels.index(c.label(labels)) for c in clips])
+
+
+def training_labels(holdout_words: tuple[str, ...] = ()) -> list[str]:
+    """The classes a model trained without ``holdout_words`` has."""
+    unknown = [w for w in holdout_words if w not in KEYWORDS]
+    if unknown:
+        raise ValueError(f"--holdout-words must be keywords ({', '.join(KEYWORDS)}), got {unknown}")
+    return [label for label in LABELS if label not in holdout_words]
 
 
 def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     """Load audio, fit the normalisation on the training speakers, encode the validation set."""
-    clips = scan(cfg.data)
+    clips = [c for c in scan(cfg.data) if c.word not in cfg.holdout_words]
+    labels = training_labels(cfg.holdout_words)
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
     for extra in cfg.extra_data:  # never validation: the validation speakers are real people
         train_c += scan(extra)
@@ -90,6 +102,7 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
         n_hidden=cfg.hidden,
         encoder=EncoderConfig(cfg.encoder, cfg.threshold, cfg.levels),
         lif=LIFParams(k=cfg.surrogate_k),
+        labels=labels,
     )
     model = KWSModel(mc)
     with torch.no_grad():
@@ -113,8 +126,8 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
         rooms = [RoomSimulator(sample_room(TRAIN_ROOM_SEED + i), noise)
                  for i in tqdm(range(cfg.room_pool), desc="rooms", disable=not progress,
                                leave=False)]
-    return Prepared(model, train_waves, _labels_of(train_c), val_x, _labels_of(val_c), noise,
-                    rooms)
+    return Prepared(model, train_waves, _labels_of(train_c, labels), val_x,
+                    _labels_of(val_c, labels), noise, rooms)
 
 
 def augmented_batch(
@@ -125,7 +138,7 @@ def augmented_batch(
     waves = p.train_waves[idx].clone()
     y = p.train_y[idx]
     n = waves.shape[1]
-    sil = (y == LABELS.index(SILENCE)).nonzero().flatten()
+    sil = (y == model.labels.index(SILENCE)).nonzero().flatten()
     if len(sil) and p.noise:  # half the silence draws: a fresh window of long background noise
         fresh = sil[torch.rand(len(sil), generator=gen) < 0.5]
         if len(fresh):
@@ -137,7 +150,7 @@ def augmented_batch(
         for i in use.tolist():
             sim = p.rooms[int(torch.randint(len(p.rooms), (1,), generator=gen))]
             key = str(int(torch.randint(2**62, (1,), generator=gen)))
-            waves[i] = sim.apply(waves[i], key, speech=bool(y[i] != LABELS.index(SILENCE)))
+            waves[i] = sim.apply(waves[i], key, speech=bool(y[i] != model.labels.index(SILENCE)))
     waves = waves * torch.empty(len(idx), 1).uniform_(0.5, 1.5, generator=gen)
     noise = augment.noise_windows(p.noise, len(idx), n, gen)
     if not p.noise:  # no noise recordings in the folder: white noise
@@ -306,7 +319,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.limit_steps:
         steps = min(steps, cfg.limit_steps)
     learner = (_BPTTLearner if cfg.rule == "bptt" else _LocalLearner)(p, cfg, steps * cfg.epochs)
-    counts = torch.bincount(p.train_y, minlength=len(LABELS)).float().clamp_min(1)
+    counts = torch.bincount(p.train_y, minlength=len(p.model.labels)).float().clamp_min(1)
     weights = (1.0 / counts)[p.train_y]
     history: list[dict] = []
     best, start = -1.0, 0

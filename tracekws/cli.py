@@ -25,6 +25,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         encoder=a.encoder, threshold=a.threshold, levels=a.levels, val_percent=a.val_percent,
         seed=a.seed, threads=a.threads, resume=a.resume, rule=a.rule, limit_steps=a.limit_steps,
         room_prob=a.room_prob, tp_aux=a.tp_aux, extra_data=tuple(a.extra_data),
+        holdout_words=tuple(w for w in a.holdout_words.split(",") if w),
     )
     summary = train(cfg, progress=not a.quiet)
     summary.pop("history", None)
@@ -185,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of training clips sent through simulated rooms")
     t.add_argument("--tp-aux", type=float, default=0.0,
                    help="weight of TP's layer loss beside the cross-entropy (TP readiness)")
+    t.add_argument("--holdout-words", default="",
+                   help="comma-separated keywords removed from the data entirely (the new-word "
+                        "benchmark's backbone; see `tracekws bench enrol`)")
     t.add_argument("--limit-steps", type=int, default=0, help=argparse.SUPPRESS)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)

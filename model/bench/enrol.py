@@ -14,15 +14,27 @@ Each word starts from the given model.
 
 from __future__ import annotations
 
+import random
 import time
+from collections import defaultdict
+from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..adapt import DEFAULT_EPOCHS, adapt_inputs
-from ..data import scan, split
-from ..pipeline import KWSModel
-from .personalize import encode_clips, predict_inputs
+from ..data import Clip, noise_recordings, scan, split
+from ..pipeline import SILENCE, KWSModel
+from ..words import WordConfig, ratio, sequence, speech_span
+from .personalize import (
+    CONDITIONS,
+    eligible_speakers,
+    encode_clips,
+    frame_clips,
+    predict_inputs,
+    speaker_pool,
+)
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -81,4 +93,187 @@ def bench_enrol(
         **{f"mean_{k}": mean(k) for k in ("detection", "false_accepts", "accuracy_before",
                                          "accuracy_after")},
         "seconds": round(time.time() - t0, 1), "data": str(data), "val_percent": val_percent,
+    }
+
+
+# ---- the held-out-word protocol (a word of the user's own) ----------------------------------
+HOLDOUT = ("yes", "no")  # the two keywords most speakers of the folder say ≥ 5 times (34, 31)
+WORD_SPEAKER_SETS = ("tune", "report", "train", "all")
+
+
+def holdout_backbone_path(words: tuple[str, ...] = HOLDOUT) -> Path:
+    """Where the benchmark's backbone (trained without ``words``) is cached; never shipped."""
+    return Path.home() / ".cache" / "tracekws" / "enrol" / f"without-{'-'.join(words)}.safetensors"
+
+
+def holdout_backbone(data: str, words: tuple[str, ...] = HOLDOUT, path: str | None = None,
+                     progress: bool = True) -> KWSModel:
+    """The backbone pretrained by the shipped recipe with ``words`` removed from its data
+    entirely; trained (about 35 min on one core) and cached when absent."""
+    target = Path(path) if path else holdout_backbone_path(words)
+    if not target.exists():
+        from ..train import TrainConfig, train
+
+        train(TrainConfig(data=data, out=str(target), holdout_words=words, threads=1),
+              progress=progress)
+    model = KWSModel.load(target)
+    kept = [w for w in words if w in model.labels]
+    if kept:
+        raise ValueError(f"backbone {target} was trained with {kept}: not a held-out backbone")
+    return model
+
+
+def word_sequences(model: KWSModel, clips: list[Clip], cfg: WordConfig, room=None,
+                   cache: dict | None = None) -> list[np.ndarray]:
+    """Template sequences (:func:`model.words.sequence`) of whole clips."""
+    if not clips:
+        return []
+    f, _ = frame_clips(model, clips, room, cache)
+    out: list[np.ndarray] = []
+    for i in range(0, len(f), 128):
+        spikes = model.net.spike_trains(model.encode_frames(f[i:i + 128]))
+        out += [sequence(s, speech_span(fi, cfg), cfg) for s, fi in zip(spikes, f[i:i + 128],
+                                                                        strict=True)]
+    return out
+
+
+def build_bank(clips: list[Clip], size: int, exclude: tuple[str, ...],
+               seed: int = 0) -> list[Clip]:
+    """The cohort bank's recordings: ``size`` speech clips of the training speakers, drawn
+    evenly over words, none of ``exclude`` (a benchmark's held-out words)."""
+    pool = [c for c in clips if c.word not in exclude and c.word != SILENCE]
+    rng = random.Random(seed)
+    rng.shuffle(pool)
+    by_word: dict[str, list[Clip]] = defaultdict(list)
+    for c in pool:
+        by_word[c.word].append(c)
+    chosen: list[Clip] = []
+    while len(chosen) < min(size, len(pool)):
+        for w in sorted(by_word):
+            if by_word[w] and len(chosen) < size:
+                chosen.append(by_word[w].pop())
+    return chosen
+
+
+def bench_enrol_words(
+    model: KWSModel,
+    data: str,
+    shots: int = 3,
+    words: tuple[str, ...] = HOLDOUT,
+    speakers: str = "report",
+    condition: str = "clean",
+    seed: int = 0,
+    cfg: WordConfig | None = None,
+    bank_size: int = 100,
+    others_clips: int = 400,
+    val_percent: int = 20,
+    progress: bool = True,
+    thresholds: tuple[float, ...] = (),
+) -> dict:
+    """Enrol a held-out word from ``shots`` of one speaker's recordings; detection on that
+    speaker's other recordings of it, false accepts on their other words and on other people's
+    speech (the word said by others apart), and the accuracy on the model's own classes with
+    the word added, before and after.
+
+    ``model`` must never have heard ``words`` (:func:`holdout_backbone`). ``speakers``: the
+    personalisation bench's ``tune``/``report`` halves of the validation speakers, or ``train``
+    (the backbone's training speakers: they never said ``words`` to it, so they are new to the
+    word; for choosing settings) or ``all``. Other people's clips come from the validation side
+    (the training side for ``train``), speak in the same room as the enrolling speaker, and
+    never include the enrolling speaker. ``thresholds``: also report detection and false
+    accepts at these thresholds (a sweep for choosing one).
+    """
+    cfg = cfg or WordConfig()
+    if speakers not in WORD_SPEAKER_SETS:
+        raise ValueError(f"unknown speaker set {speakers!r}; choose from {WORD_SPEAKER_SETS}")
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")
+    clips = scan(data)
+    train_side = split(clips, "train", val_percent)
+    if speakers == "train":
+        pool = train_side
+        chosen = eligible_speakers(pool)
+    else:
+        chosen, pool = speaker_pool(clips, speakers, val_percent)
+    need = shots + 2
+    pairs = []
+    for spk in chosen:
+        for w in words:
+            mine = sorted((c for c in pool if c.speaker == spk and c.word == w),
+                          key=lambda c: c.utt)
+            if len(mine) >= need:
+                pairs.append((spk, w, mine))
+    bank_clips = build_bank(train_side, bank_size, words, seed)
+    if not bank_clips:
+        raise ValueError(f"no training-side speech in {data} for the cohort bank")
+    noise = noise_recordings(data) if condition == "room" else []
+    cache: dict = {}
+    t0 = time.time()
+    bank = word_sequences(model, bank_clips, cfg, cache=cache)
+    bank_spk = np.array([c.speaker for c in bank_clips])
+    own_classes = [lbl for lbl in model.labels]
+    sweep = sorted(set(thresholds) | {cfg.threshold})
+    rows = []
+    for spk, w, mine in tqdm(pairs, desc=f"enrol {shots}-shot {condition}", disable=not progress):
+        room = None
+        if condition == "room":
+            from ..room import RoomSimulator, speaker_room
+
+            room = cache.get(("room", seed, spk)) or RoomSimulator(speaker_room(seed, spk), noise)
+            cache[("room", seed, spk)] = room
+        support, query = mine[:shots], mine[shots:]
+        own = [c for c in pool if c.speaker == spk and c.word != w and c.word != SILENCE]
+        others = [c for c in pool if c.speaker != spk]
+        others = others[::max(1, len(others) // others_clips)][:others_clips]
+        templates = word_sequences(model, support, cfg, room, cache)
+        cohort = [b for b, s in zip(bank, bank_spk, strict=True) if s != spk]  # not their voice
+        r_query, r_own, r_others = (
+            np.array([ratio(q, templates, cohort, cfg.cohort)
+                      for q in word_sequences(model, group, cfg, room, cache)])
+            for group in (query, own, others))
+        said = np.array([c.word == w for c in others], dtype=bool)
+        known = np.array([c.word not in words for c in others], dtype=bool)  # the model's classes
+        y = torch.tensor([own_classes.index(c.label(own_classes)) for c in others])
+        fo, _ = frame_clips(model, others, room, cache)
+        pred = predict_inputs(model, model.encode_frames(fo))
+        right = (pred == y).numpy() & known
+        row = {"speaker": spk, "word": w, "n_support": len(support), "n_query": len(query),
+               "n_own_other_words": len(own), "n_others": int((~said).sum()),
+               "n_others_said_word": int(said.sum()), "n_accuracy": int(known.sum()),
+               "accuracy_before": float(right.sum() / max(1, known.sum())), "at": {}}
+        for th in sweep:
+            fires = r_others < th
+            row["at"][f"{th:g}"] = {
+                "detection": float((r_query < th).mean()),
+                "false_accepts_own": float((r_own < th).mean()) if len(own) else None,
+                "false_accepts_others": float(fires[~said].mean()) if (~said).any() else None,
+                "detection_others_said_word": float(fires[said].mean()) if said.any() else None,
+                "accuracy_after": float((right & ~fires).sum() / max(1, known.sum())),
+            }
+        rows.append(row)
+
+    def mean_at(th: float, key: str) -> float | None:
+        vals = [r["at"][f"{th:g}"][key] for r in rows if r["at"][f"{th:g}"][key] is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    summary = {f"{th:g}": {k: mean_at(th, k) for k in (
+        "detection", "false_accepts_own", "false_accepts_others", "detection_others_said_word",
+        "accuracy_after")} for th in sweep}
+    acc_before = sum(r["accuracy_before"] for r in rows) / len(rows) if rows else None
+    cond: dict = {"name": condition}
+    if condition == "room":
+        from ..room import ROOM_SPEC
+
+        cond |= {"seed": seed, **ROOM_SPEC}
+    return {
+        "protocol": "held-out words: enrol from one speaker's recordings, query the same speaker",
+        "held_out_words": list(words), "shots": shots, "speaker_set": speakers,
+        "condition": cond, "method": "templates", "config": cfg.to_dict(),
+        "bank": {"size": len(bank_clips), "seed": seed,
+                 "source": "training speakers, words other than the held-out ones"},
+        "n_pairs": len(rows), "n_speakers": len({r["speaker"] for r in rows}),
+        "threshold": cfg.threshold, **summary[f"{cfg.threshold:g}"],
+        "accuracy_before": acc_before, "sweep": summary, "pairs": rows,
+        "seconds": round(time.time() - t0, 1), "data": str(data), "val_percent": val_percent,
+        "backbone_labels": model.labels,
     }

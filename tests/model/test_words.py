@@ -1,0 +1,101 @@
+"""Words of the user's own (model/words.py): the matching maths and the held-out-word bench."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from tracekws.model.bench.enrol import bench_enrol_words, build_bank
+from tracekws.model.data import scan
+from tracekws.model.pipeline import KWSModel
+from tracekws.model.words import Recordings, WordConfig, dtw, pack, sequence, speech_span, unpack
+
+DATA = "tests/data/gsc"
+
+
+def naive_dtw(a: np.ndarray, b: np.ndarray) -> float:
+    """The textbook recursion, written apart from the vectorised one it checks."""
+    def cos(u, v):
+        return 1 - float(u @ v) / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-6)
+
+    n, m = len(a), len(b)
+    d = np.full((n + 1, m + 1), np.inf)
+    d[0, 0] = 0
+    for i, j in itertools.product(range(1, n + 1), range(1, m + 1)):
+        d[i, j] = cos(a[i - 1], b[j - 1]) + min(d[i - 1, j], d[i, j - 1], d[i - 1, j - 1])
+    return d[n, m] / (n + m)
+
+
+def test_dtw_matches_the_textbook_recursion_for_references_of_different_lengths():
+    rng = np.random.default_rng(0)
+    q = rng.random((7, 5)).astype(np.float32)
+    refs = [rng.random((m, 5)).astype(np.float32) for m in (3, 9, 7)]
+    got = dtw(q, refs)
+    want = [naive_dtw(q, r) for r in refs]
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_dtw_is_zero_for_a_copy_and_tolerates_a_slower_copy():
+    rng = np.random.default_rng(1)
+    q = rng.random((6, 4)).astype(np.float32)
+    slow = np.repeat(q, 2, axis=0)  # the same word said twice as slowly
+    other = rng.random((6, 4)).astype(np.float32)
+    d_same, d_slow, d_other = dtw(q, [q, slow, other])
+    assert d_same < 1e-5 and d_slow < 1e-5 and d_other > 0.05
+
+
+def test_packed_bits_round_trip():
+    x = (torch.rand(13, 480) > 0.7).float()
+    assert torch.equal(unpack(pack(x), 480), x)
+
+
+def test_speech_span_finds_the_loud_part():
+    frames = torch.zeros(100, 120)
+    frames[:, :40] = -10.0
+    frames[40:60, :40] = 0.0
+    cfg = WordConfig(margin=5)
+    assert speech_span(frames, cfg) == (35, 65)
+
+
+def test_sequence_pools_and_pads_short_sounds():
+    cfg = WordConfig(smooth=8, hop=4)
+    spikes = torch.ones(50, 3)
+    assert sequence(spikes, (0, 40), cfg).shape == (9, 3)
+    assert sequence(spikes, (10, 12), cfg).shape == (1, 3)  # shorter than one window
+
+
+def test_recordings_keep_the_newest_and_are_bounded():
+    r = Recordings.empty(480)
+    for t in (5, 9, 7):
+        r = r.add(torch.full((t, 480), float(t % 2)), (0, t), keep=2)
+    assert len(r) == 2 and r.span[:, 0].tolist() == [9, 7]
+    (x9, s9), (x7, _) = r.inputs(480)
+    assert x9.shape == (9, 480) and s9 == (0, 9) and bool(x9.all()) and x7.shape == (7, 480)
+
+
+def test_bank_excludes_held_out_words_and_spreads_over_words():
+    clips = scan(DATA)
+    bank = build_bank(clips, 20, exclude=("no", "yes"))
+    words = {c.word for c in bank}
+    assert len(bank) == 20 and not words & {"no", "yes", "_silence_"} and len(words) >= 10
+
+
+def test_held_out_word_bench_on_real_clips(small_model_path):
+    """Speaker 4c6167ca says "no" four times in tests/data: one enrols, three are queries."""
+    m = KWSModel.load(small_model_path)
+    res = bench_enrol_words(m, DATA, shots=1, words=("no",), speakers="all", progress=False,
+                            val_percent=0, bank_size=10, thresholds=(0.5, 1000.0))
+    pair = next(p for p in res["pairs"] if p["speaker"] == "4c6167ca")
+    assert pair["n_support"] == 1 and pair["n_query"] == 3 and pair["n_own_other_words"] > 20
+    at = pair["at"]
+    # a threshold above every possible ratio fires on everything; monotone in the threshold
+    assert at["1000"]["detection"] == 1.0 and at["1000"]["false_accepts_own"] == 1.0
+    assert at["0.5"]["detection"] <= at["0.8"]["detection"] <= at["1000"]["detection"]
+    assert res["held_out_words"] == ["no"] and res["shots"] == 1
+
+
+def test_held_out_word_bench_refuses_a_backbone_that_knows_the_word(small_model_path):
+    from tracekws.model.bench.enrol import holdout_backbone
+
+    with pytest.raises(ValueError, match="trained with"):
+        holdout_backbone(DATA, ("no",), path=str(small_model_path))
