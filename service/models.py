@@ -86,6 +86,10 @@ class Version(Base):
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # the Idempotency-Key of the /adapt call that made it (a retry returns this version)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # this version's own detector settings ({"thresholds": {keyword: t}, "refractory": s},
+    # either part optional; tracekws.model.detect.DetectorSettings); NULL: the model's own
+    detector: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True),
+                                                            nullable=True)
 
 
 class Alias(Base):

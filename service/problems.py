@@ -132,6 +132,8 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "create_profile": (*WRITE, 409, 413, 422),
     "get_profile": (*AUTH, 404, 422),
     "delete_profile": (*WRITE, 404, 422),
+    "get_detector": (*AUTH, 404, 409, 422),
+    "set_detector": (*WRITE, 404, 409, 413, 422),
     "list_versions": (*AUTH, 404, 422),
     "get_version": (*AUTH, 404, 422),
     "activate": (*WRITE, 404, 409, 422),

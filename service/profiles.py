@@ -8,6 +8,10 @@
 - Adapting: which rule and hyper-parameters apply (the request's, else the profile's rule,
   else the service's), the per-profile lock, the streaming job (decode → learn as the bytes
   arrive), and the one commit that makes the new version (or the replay of a retried one).
+- Detection settings: which per-keyword thresholds and refractory time a version is heard
+  with (:func:`~tracekws.model.detect.detector_config`, the one resolution /stream,
+  ``tracekws wyoming`` and ``tracekws listen`` share, fed the version's own settings and the
+  service's defaults), and setting them, which makes a new version.
 
 Routes stay thin: they parse the request, call :class:`Profiles`, and shape the response.
 Errors are raised as the store's exceptions or :class:`~.problems.Problem`; problems.py maps
@@ -29,7 +33,15 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 from tracekws.model.adapt import AdaptResult, AdaptSession
-from tracekws.model.pipeline import SILENCE, UNKNOWN, KWSModel
+from tracekws.model.detect import (
+    DetectorChoice,
+    DetectorConfig,
+    DetectorSettings,
+    DetectorSettingsError,
+    detector_config,
+    keywords,
+)
+from tracekws.model.pipeline import KWSModel
 from tracekws.model.rules import check_hyperparameters
 from tracekws.model.stream_decode import StreamDecoder
 
@@ -61,6 +73,12 @@ class Resolved:
     model: KWSModel
     info: VersionInfo
     fallback_from: int | None = None  # the active version, when it was corrupt
+
+
+def service_detector(settings: Settings) -> DetectorConfig:
+    """The detector when neither the version nor its model says otherwise: the detector's
+    defaults with the service's global threshold (``TRACEKWS_STREAM_THRESHOLD``)."""
+    return DetectorConfig(threshold=settings.stream_threshold)
 
 
 @dataclass(frozen=True)
@@ -171,9 +189,51 @@ class Profiles:
         return [self.default_public()] + [p.public() for p in await rt.io(rt.store.list_profiles)]
 
     async def get(self, name: str) -> dict[str, Any]:
-        if name == DEFAULT_PROFILE:
-            return self.default_public()
-        return (await self.rt.io(self.rt.store.get_profile, name)).public()
+        """A profile's JSON, with ``detector``: what its active version is heard with (null
+        when no version's weights can be loaded; the detector route then answers 409)."""
+        out = self.default_public() if name == DEFAULT_PROFILE else \
+            (await self.rt.io(self.rt.store.get_profile, name)).public()
+        try:
+            out["detector"] = await self.detector(name)
+        except CorruptWeights:
+            out["detector"] = None
+        return out
+
+    def detector_choice(self, resolved: Resolved, threshold: float | None = None
+                        ) -> DetectorChoice:
+        """The detector a resolved version is heard with on this service (``threshold``: a
+        connection's own global threshold)."""
+        return detector_config(resolved.model, resolved.info.detector,
+                               service_detector(self.rt.settings), threshold)
+
+    async def detector(self, name: str, number: int | None = None) -> dict[str, Any]:
+        """The detector settings a version (default: the one /stream serves) is heard with,
+        as JSON, with the version's number and its own settings (``own``; null: none)."""
+        resolved = await self.rt.io(self.resolve, name, number)
+        return {"version": resolved.info.number, "own": resolved.info.detector,
+                **self.detector_choice(resolved).public(resolved.model.labels)}
+
+    async def set_detector(self, name: str, data: object) -> tuple[dict[str, Any], bool]:
+        """Make ``data`` (``{"thresholds": {keyword: t}, "refractory": s}``, either part
+        optional) the detector settings of a new active version with the active version's
+        weights; (the profile's new detector JSON, whether a version was made: setting what
+        the active version already has makes none). Held under the profile's lock, so it
+        waits for a running adaptation instead of making it fail with a conflict; checked
+        against the active version's keywords (422 ``validation-error`` naming each bad
+        field)."""
+        self.check_writable(name)
+        rt = self.rt
+        async with rt.lock(name):
+            active = await rt.io(rt.store.version, name)
+            try:
+                settings = DetectorSettings.parse(data, keywords(active.labels))
+            except DetectorSettingsError as exc:
+                raise Problem("validation-error", str(exc), errors=[
+                    {"loc": ["body", *loc], "msg": msg, "type": "value_error"}
+                    for loc, msg in exc.errors]) from None
+            _, created = await rt.write(rt.store.commit_detector, name, active.number,
+                                        settings.to_dict())
+        return await self.detector(name), created
 
     def version_info(self, name: str, number: int | None = None) -> VersionInfo:
         """A version's record (blocking: call through ``rt.io``); None = the active one."""
@@ -338,7 +398,8 @@ class Profiles:
                         {"prob_before": result.prob_before, "prob_after": result.prob_after,
                          "utterances": result.utterances, "new_label": result.new_label,
                          "audio_seconds": audio_s},
-                        tags=tags, create=create, idempotency_key=key)
+                        tags=tags, create=create, idempotency_key=key,
+                        detector=parent.detector)  # thresholds set by hand stay set
                 except IdempotentReplay as exc:  # another process committed it first
                     if tags:
                         (s.data_dir / tags["audio"]).unlink(missing_ok=True)
@@ -370,11 +431,12 @@ class Served:
     version: int
     sha256: str
     keywords: list[str]
+    detector: dict[str, Any] | None = None  # the version's own detector settings
 
-
-def keywords(model: KWSModel) -> list[str]:
-    """The labels a wake program offers: all but ``_unknown_`` and ``_silence_``."""
-    return [lab for lab in model.labels if lab not in (UNKNOWN, SILENCE)]
+    def detector_choice(self, defaults: DetectorConfig, threshold: float | None = None,
+                        refractory: float | None = None) -> DetectorChoice:
+        """What this version is heard with (:func:`detector_config`)."""
+        return detector_config(self.model, self.detector, defaults, threshold, refractory)
 
 
 def base_model_path(settings: Settings) -> Path:
@@ -436,7 +498,7 @@ class ProfileSource:
         """The profile's active version, or its nearest good ancestor when it is corrupt (the
         HTTP service's rule, :meth:`Profiles.resolve`)."""
         if self.profile == DEFAULT_PROFILE:
-            return Served(self.base_model, 1, self.base_sha, keywords(self.base_model))
+            return Served(self.base_model, 1, self.base_sha, keywords(self.base_model.labels))
         try:
             if self.store is None:
                 self.store = self._open_store()
@@ -458,7 +520,7 @@ class ProfileSource:
             raise ProfileError(f"unknown profile {self.profile!r}: no such profile in {where} "
                                "(profiles are made by the HTTP service's /adapt; 'default' is "
                                "the shipped model)") from None
-        return Served(model, info.number, info.sha256, keywords(model))
+        return Served(model, info.number, info.sha256, keywords(model.labels), info.detector)
 
     def refresh(self) -> Served:
         """The current model, looked up again if the last look is older than ``refresh_s``;

@@ -24,6 +24,7 @@ from .db import session
 from .models import Alias, Blob, Profile, Version
 
 ACTIVE = "active"
+DETECTOR_RULE = "detector"  # the ``rule`` of a version that changed only detector settings
 
 
 class StoreError(Exception):
@@ -94,6 +95,8 @@ class VersionInfo:
     size: int
     tags: dict[str, Any] = field(default_factory=dict)
     id: int = 0
+    # this version's own detector settings (DetectorSettings JSON), None: its model's
+    detector: dict[str, Any] | None = None
 
     def public(self, active: int | None = None) -> dict[str, Any]:
         d = asdict(self)
@@ -132,7 +135,8 @@ def sha256(data: bytes) -> str:
 def _info(v: Version) -> VersionInfo:
     return VersionInfo(v.profile, v.number, v.parent, _utc(v.created_at), v.rule, v.label,
                        dict(v.hyperparameters or {}), v.clips, list(v.labels or []),
-                       dict(v.metrics or {}), v.sha256, v.size, dict(v.tags or {}), v.id)
+                       dict(v.metrics or {}), v.sha256, v.size, dict(v.tags or {}), v.id,
+                       v.detector)
 
 
 _VERSION_COLS = [c for c in Version.__table__.c if c.name != "blob"]
@@ -271,7 +275,7 @@ class Store:
         return VersionInfo(m["profile"], m["number"], m["parent"], _utc(m["created_at"]),
                            m["rule"], m["label"], dict(m["hyperparameters"] or {}), m["clips"],
                            list(m["labels"] or []), dict(m["metrics"] or {}), m["sha256"],
-                           m["size"], dict(m["tags"] or {}), m["id"])
+                           m["size"], dict(m["tags"] or {}), m["id"], m["detector"])
 
     def _active_number(self, s, name: str) -> int:
         return s.execute(select(Version.number).join(Alias, Alias.version_id == Version.id)
@@ -314,10 +318,13 @@ class Store:
     def commit_version(self, name: str, parent: int, weights: bytes, rule: str, label: str,
                        hyperparameters: dict, clips: int, labels: list[str],
                        metrics: dict, tags: dict | None = None,
-                       create: bool = False, idempotency_key: str | None = None
-                       ) -> VersionInfo:
+                       create: bool = False, idempotency_key: str | None = None,
+                       detector: dict | None = None) -> VersionInfo:
         """Add a version as the new active version, in one transaction, if ``parent`` is
         still the active version (else :class:`VersionConflict`: no lost update).
+
+        ``detector``: the version's own detector settings (an adaptation passes its parent's,
+        so thresholds a user set survive teaching the profile another word).
 
         ``create``: a profile that does not exist yet is created in the same transaction
         (version 1 = the shipped model, which must then be ``parent``), so a failed first
@@ -328,7 +335,7 @@ class Store:
         """
         try:
             return self._commit(name, parent, weights, rule, label, hyperparameters, clips,
-                                labels, metrics, tags, create, idempotency_key)
+                                labels, metrics, tags, create, idempotency_key, detector)
         except IntegrityError as exc:  # a concurrent writer in another process won
             if idempotency_key is not None:
                 done = self.by_idempotency_key(name, idempotency_key)
@@ -338,7 +345,7 @@ class Store:
                                   ) from exc
 
     def _commit(self, name, parent, weights, rule, label, hyperparameters, clips, labels,
-                metrics, tags, create, idempotency_key=None) -> VersionInfo:
+                metrics, tags, create, idempotency_key=None, detector=None) -> VersionInfo:
         with session(self.engine, write=True) as s:
             alias = s.execute(select(Alias).where(Alias.profile == name, Alias.name == ACTIVE)
                               .with_for_update()).scalar_one_or_none()
@@ -359,25 +366,63 @@ class Store:
             if active != parent:
                 raise VersionConflict(f"{name}: the active version is {active}, this "
                                       f"adaptation started from {parent}")
-            number = s.execute(select(func.max(Version.number))
-                               .where(Version.profile == name)).scalar_one() + 1
-            limit = self.quotas.max_versions_per_profile
-            if limit and number > limit:
-                raise QuotaExceeded("versions", limit, f"{name} holds its maximum of {limit} "
-                                    "versions (TRACEKWS_MAX_VERSIONS_PER_PROFILE); delete the "
-                                    "profile or start a new one")
+            number = self._next_number(s, name)
             key = sha256(weights)
             self._check_storage(s, key, len(weights))
             self._put_blob(s, key, weights)
             v = Version(profile=name, number=number, parent=parent, rule=rule, label=label,
                         hyperparameters=hyperparameters, clips=clips, labels=labels,
                         metrics=metrics, sha256=key, size=len(weights), blob=key,
-                        tags=tags or {}, idempotency_key=idempotency_key)
+                        tags=tags or {}, idempotency_key=idempotency_key, detector=detector)
             s.add(v)
             s.flush()
             alias.version_id = v.id
             s.flush()
             return _info(v)
+
+    def _next_number(self, s, name: str) -> int:
+        """The number a new version of ``name`` gets (:class:`QuotaExceeded` past the
+        version quota)."""
+        number = s.execute(select(func.max(Version.number))
+                           .where(Version.profile == name)).scalar_one() + 1
+        limit = self.quotas.max_versions_per_profile
+        if limit and number > limit:
+            raise QuotaExceeded("versions", limit, f"{name} holds its maximum of {limit} "
+                                "versions (TRACEKWS_MAX_VERSIONS_PER_PROFILE); delete the "
+                                "profile or start a new one")
+        return number
+
+    def commit_detector(self, name: str, parent: int, detector: dict[str, Any]
+                        ) -> tuple[VersionInfo, bool]:
+        """Give ``name`` a new active version that is its active version ``parent``'s weights
+        (the same blob: nothing is copied) with ``detector`` as its own detector settings, in
+        one transaction; :class:`VersionConflict` if ``parent`` (whose keywords the settings
+        were checked against) is no longer active. Versions stay immutable, so the settings
+        roll back with the alias.
+
+        Setting what the active version already has adds nothing (a retried PUT is not a new
+        version): returns (the version, whether it is new). ``rule`` is ``detector``: no
+        learning rule made this version."""
+        with session(self.engine, write=True) as s:
+            alias = s.execute(select(Alias).where(Alias.profile == name, Alias.name == ACTIVE)
+                              .with_for_update()).scalar_one_or_none()
+            if alias is None:
+                raise UnknownProfile(name)
+            active = s.get(Version, alias.version_id)
+            if active.number != parent:
+                raise VersionConflict(f"{name}: the active version is {active.number}, the "
+                                      f"settings were checked against {parent}")
+            if active.detector == detector:
+                return _info(active), False
+            v = Version(profile=name, number=self._next_number(s, name), parent=active.number,
+                        rule=DETECTOR_RULE, label=None, hyperparameters={}, clips=0,
+                        labels=list(active.labels or []), metrics={}, sha256=active.sha256,
+                        size=active.size, blob=active.blob, tags={}, detector=detector)
+            s.add(v)
+            s.flush()
+            alias.version_id = v.id
+            s.flush()
+            return _info(v), True
 
     def activate(self, name: str, number: int) -> tuple[int, VersionInfo]:
         """Move ``active`` to ``number`` (its weights are checked first). Returns (previous,

@@ -1,19 +1,22 @@
-"""Profiles: list, create, show, delete. ``default`` is the shipped model, read-only."""
+"""Profiles: list, create, show, delete, and the detector settings (per-keyword thresholds,
+refractory time) of the active version. ``default`` is the shipped model, read-only."""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tracekws.model.detect import MAX_REFRACTORY
 
 from ..auth import authorize, visible
 from ..deps import ProfilesDep, ReadableProfile, WritableProfile
 from ..problems import Problem, responses
 from ..settings import RULES
-from ..validation import PROFILE_PATTERN
+from ..validation import MAX_LABEL, PROFILE_PATTERN
 
 router = APIRouter(tags=["profiles"])
 
@@ -35,11 +38,11 @@ async def list_profiles(request: Request, svc: ProfilesDep) -> JSONResponse:
 MAX_JSON = 64 * 1024
 
 
-async def _json_body(request: Request) -> NewProfile:
-    """The JSON body, read with a size cap (FastAPI's own body parsing has none)."""
+async def _json_bytes(request: Request, what: str) -> bytes:
+    """The JSON body's bytes, read with a size cap (FastAPI's own body parsing has none)."""
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if ctype.lower() != "application/json":
-        raise Problem("unsupported-media-type", "send the profile as application/json")
+        raise Problem("unsupported-media-type", f"send the {what} as application/json")
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_JSON:
         raise Problem("body-too-large", f"JSON bodies are limited to {MAX_JSON} bytes")
@@ -48,8 +51,12 @@ async def _json_body(request: Request) -> NewProfile:
         data += chunk
         if len(data) > MAX_JSON:
             raise Problem("body-too-large", f"JSON bodies are limited to {MAX_JSON} bytes")
+    return bytes(data)
+
+
+async def _json_body(request: Request) -> NewProfile:
     try:
-        return NewProfile.model_validate_json(bytes(data))
+        return NewProfile.model_validate_json(await _json_bytes(request, "profile"))
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]) from None
@@ -77,3 +84,53 @@ async def get_profile(profile: ReadableProfile, svc: ProfilesDep) -> JSONRespons
 async def delete_profile(profile: WritableProfile, svc: ProfilesDep) -> Response:
     await svc.delete(profile)
     return Response(status_code=204)
+
+
+# The body of PUT /profiles/{p}/detector, for the schema only: the service checks it in one
+# place (tracekws.model.detect.DetectorSettings.parse, against the active version's keywords).
+DETECTOR_BODY: dict[str, Any] = {
+    "title": "DetectorSettings",
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "thresholds": {
+            "type": "object",
+            "description": "keyword → smoothed posterior it must exceed to be detected; "
+                           "keywords of the active version only (not _unknown_ or "
+                           "_silence_); a keyword not named uses the global threshold",
+            "propertyNames": {"minLength": 1, "maxLength": MAX_LABEL},
+            "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        },
+        "refractory": {"type": "number", "minimum": 0, "maximum": MAX_REFRACTORY,
+                       "description": "seconds a detected keyword stays suppressed"},
+    },
+    "example": {"thresholds": {"yes": 0.7, "no": 0.6}, "refractory": 1.0},
+}
+
+
+@router.get("/profiles/{profile}/detector",
+            summary="Detection thresholds and refractory time of the active version",
+            responses=responses("get_detector"))
+async def get_detector(profile: ReadableProfile, svc: ProfilesDep) -> JSONResponse:
+    return JSONResponse(await svc.detector(profile))
+
+
+@router.put("/profiles/{profile}/detector", status_code=201,
+            summary="Set per-keyword thresholds and the refractory time (a new version)",
+            responses={200: {"description": "The active version already has these settings: "
+                             "no version is made (a retried PUT)"},
+                       **responses("set_detector")},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": DETECTOR_BODY}}}})
+async def set_detector(request: Request, profile: WritableProfile, svc: ProfilesDep
+                       ) -> JSONResponse:
+    try:
+        data = json.loads(await _json_bytes(request, "detector settings"))
+    except ValueError:
+        raise Problem("validation-error", "the body is not JSON") from None
+    body, created = await svc.set_detector(profile, data)
+    if not created:
+        return JSONResponse(body)
+    return JSONResponse(body, status_code=201, headers={
+        "Location": f"/profiles/{profile}/versions/{body['version']}"})

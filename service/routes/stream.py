@@ -1,14 +1,17 @@
 """WebSocket /stream: live keyword detection on 16 kHz 16-bit little-endian mono PCM.
 
 Protocol: connect to ``/stream?profile=&version=&threshold=&posteriors=``; the server sends
-``{"type": "ready", ...}``; then send binary messages of PCM of any size (a sample may even
-be split across messages) and receive ``{"type": "detection", "label", "probability",
-"time"}`` (``time``: seconds of audio since the stream started). With ``posteriors=true``
-the server also sends ``{"type": "posteriors", "time", "probabilities": {label: p}}`` (the
-smoothed per-class posteriors the detector thresholds) after a message of PCM, at most once
-per ``POSTERIOR_INTERVAL`` seconds of audio. The text message ``reset`` restarts the stream
-state. Errors arrive as ``{"type": "error", "problem": {RFC 9457 fields}}``
-followed by a close with code 4000 + HTTP status (e.g. 4404 unknown profile).
+``{"type": "ready", ...}`` (with ``thresholds``: the threshold each keyword is heard with,
+``threshold``, ``refractory`` and their ``sources``: the version's own detector settings,
+else its model's, else the service's; ``?threshold=`` replaces them all for this connection,
+see :func:`tracekws.model.detect.detector_config`); then send binary messages of PCM of any
+size (a sample may even be split across messages) and receive ``{"type": "detection",
+"label", "probability", "time"}`` (``time``: seconds of audio since the stream started). With
+``posteriors=true`` the server also sends ``{"type": "posteriors", "time", "probabilities":
+{label: p}}`` (the smoothed per-class posteriors the detector thresholds) after a message of
+PCM, at most once per ``POSTERIOR_INTERVAL`` seconds of audio. The text message ``reset``
+restarts the stream state. Errors arrive as ``{"type": "error", "problem": {RFC 9457
+fields}}`` followed by a close with code 4000 + HTTP status (e.g. 4404 unknown profile).
 
 Authentication (when the stream needs a key): an ``Authorization: Bearer`` header, or, from
 a browser (which cannot set WebSocket headers), a first text message
@@ -127,13 +130,14 @@ async def stream(ws: WebSocket) -> None:
     except StoreError as exc:
         await _fail(ws, store_problem(exc))
         return
-    det = Detector(resolved.model, threshold=threshold or rt.settings.stream_threshold)
+    choice = profiles(ws).detector_choice(resolved, threshold)
+    det = Detector(resolved.model, choice.config)
     rt.metrics.add("tracekws_stream_connections", 1)
     try:
         await ws.send_text(json.dumps({
             "type": "ready", "profile": profile, "version": resolved.info.number,
             "labels": resolved.model.labels, "sample_rate": 16_000, "format": "s16le",
-            "threshold": det.config.threshold}))
+            **choice.public(resolved.model.labels)}))
         limit = rt.settings.stream_max_message_bytes
         next_posteriors = 0.0
         idle = rt.settings.stream_idle_timeout_s

@@ -29,7 +29,7 @@ def test_health_ready_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
-    assert r.json()["schema"] == "0004_shared_blobs"
+    assert r.json()["schema"] == "0005_version_detector"
     assert "/adapt" in client.get("/openapi.json").json()["paths"]
 
 

@@ -1,5 +1,6 @@
 """Storage: sha256-checked blobs (a corrupt one is refused and the profile keeps serving its
-last good version), no lost updates, migrations, cascade deletes, opt-in raw audio.
+last good version), no lost updates, migrations, cascade deletes, opt-in raw audio, detector
+settings as part of immutable versions.
 
 Every test runs on SQLite and, with TRACEKWS_TEST_POSTGRES_URL set, on PostgreSQL (a fresh
 database each; see test_service_postgres.py)."""
@@ -12,7 +13,7 @@ from tracekws.model.audio import encode_wav
 from tracekws.service import db
 from tracekws.service.store import Store, VersionConflict
 
-HEAD = "0004_shared_blobs"
+HEAD = "0005_version_detector"
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 
@@ -317,3 +318,51 @@ def test_migration_0004_moves_blobs_and_back(make_client, service_settings, wav)
     assert r.status_code == 409 and r.json()["code"] == "corrupt-weights"
     assert c2.get("/profiles/ned/versions/1/weights").content == rt.base_bytes
     assert c2.get("/profiles/mia/versions/2/weights").status_code == 200
+
+
+def test_detector_settings_are_part_of_immutable_versions(client, service_settings, wav):
+    """A version's detector settings are a column of its own row: setting them adds a row
+    that names the same blob, a rollback moves only the alias, and a setting checked against
+    a version that is no longer active is a conflict."""
+    _adapt(client, "olga", wav)
+    own = {"thresholds": {"yes": 0.7}, "refractory": 2.0}
+    r = client.put("/profiles/olga/detector", json=own)
+    assert r.status_code == 201, r.text
+    s = service_settings()
+    rows = _sql(s, "SELECT number, parent, rule, blob, detector FROM versions "
+                   "WHERE profile='olga' ORDER BY number")
+    assert [(n, p, rule) for n, p, rule, _, _ in rows] == [(1, None, "pretrained"),
+                                                          (2, 1, "tp"), (3, 2, "detector")]
+    assert rows[2][3] == rows[1][3]  # the same blob
+    assert rows[1][4] is None
+    import json
+
+    stored = rows[2][4] if isinstance(rows[2][4], dict) else json.loads(rows[2][4])
+    assert stored == own
+    assert client.post("/profiles/olga/versions/2/activate").status_code == 200
+    assert client.get("/profiles/olga/detector").json()["own"] is None
+    assert _sql(s, "SELECT count(*) FROM versions WHERE profile='olga'") == [(3,)]
+    store: Store = client.app.state.runtime.store
+    with pytest.raises(VersionConflict):
+        store.commit_detector("olga", 3, {"thresholds": {"yes": 0.9}})
+    info, created = store.commit_detector("olga", 2, own)
+    assert created and (info.number, info.parent, info.detector) == (4, 2, own)
+
+
+def test_migration_0005_adds_and_drops_the_detector_column(make_client, service_settings):
+    c = make_client()
+    assert c.post("/profiles", json={"name": "pia"}).status_code == 201
+    assert c.put("/profiles/pia/detector", json={"refractory": 2.0}).status_code == 201
+    rt = c.app.state.runtime
+    from alembic import command
+
+    cfg = db.alembic_config(rt.engine.url.render_as_string(hide_password=False))
+    with rt.engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004_shared_blobs")
+        conn.commit()
+    assert "detector" not in [x["name"] for x in inspect(rt.engine).get_columns("versions")]
+    c2 = make_client()  # upgrades again: the versions are kept, without settings of their own
+    assert db.current_revision(c2.app.state.runtime.engine) == HEAD
+    d = c2.get("/profiles/pia/detector").json()
+    assert (d["version"], d["own"], d["refractory"]) == (2, None, 1.0)
