@@ -2,7 +2,9 @@
 
 A client-side command (no HTTP server involved): audio goes through
 :class:`tracekws.model.detect.Detector`, the same streaming detector as the service's
-WebSocket ``/stream``, and each detection is
+WebSocket ``/stream``, with the same thresholds and refractory time (the profile version's
+own detector settings, else its model's; :func:`tracekws.model.detect.detector_config`;
+``--threshold`` and ``--refractory`` replace them), and each detection is
 
 - printed on stdout, one per line: ``time<TAB>word<TAB>probability`` (``time``: seconds of
   audio since listening started), or a JSON object per line with ``--json``;
@@ -45,7 +47,8 @@ from typing import Any
 
 import torch
 from tracekws.model.audio import SAMPLE_RATE, AudioError, load
-from tracekws.model.detect import Detection, Detector, DetectorConfig
+from tracekws.model.detect import Detection, Detector, DetectorConfig, detector_config
+from tracekws.model.detect import keywords as detector_keywords
 
 log = logging.getLogger("tracekws.listen")
 
@@ -56,7 +59,8 @@ CHUNK_SECONDS = 0.1  # audio per read: what a microphone delivers per callback, 
 # threshold for up to 1.3 s. Measured on the 57 test clips padded with silence (shipped model,
 # threshold 0.5): 9 clips gave two detections with 1.0 s, none with 1.3, 1.5 or 2.0 s; the
 # keywords found were the same (50 of 57). A command run twice per word is worse than a
-# keyword repeated within 1.5 s being missed, so listen defaults to 1.5 s.
+# keyword repeated within 1.5 s being missed, so listen defaults to 1.5 s (when neither the
+# profile version nor its model sets a refractory time).
 DEFAULT_REFRACTORY = 1.5
 MAX_BACKLOG_SECONDS = 5.0  # microphone audio queued beyond this is dropped (detector too slow)
 WARN_INTERVAL = 10.0  # seconds between two "falling behind" warnings
@@ -330,10 +334,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     which.add_argument("--profile",
                        help="listen with a profile's active version, read from the service's "
                             "database (TRACEKWS_DATA_DIR / TRACEKWS_DATABASE_URL, read-only)")
-    p.add_argument("--threshold", type=_threshold, default=DetectorConfig().threshold,
-                   help="smoothed posterior a keyword must exceed (default %(default)s)")
-    p.add_argument("--refractory", type=_seconds, default=DEFAULT_REFRACTORY,
-                   help="seconds a detected word stays suppressed (default %(default)s)")
+    p.add_argument("--threshold", type=_threshold, default=None,
+                   help="smoothed posterior every keyword must exceed (default: the "
+                        "per-keyword thresholds of the profile version or model, else "
+                        f"{DetectorConfig().threshold:g})")
+    p.add_argument("--refractory", type=_seconds, default=None,
+                   help="seconds a detected word stays suppressed (default: the profile "
+                        f"version's or model's, else {DEFAULT_REFRACTORY:g})")
     p.add_argument("--exec", dest="command", metavar="CMD",
                    help="run CMD once per detection, with TRACEKWS_WORD, TRACEKWS_PROBABILITY "
                         "and TRACEKWS_TIME in its environment (no shell unless --shell)")
@@ -389,11 +396,16 @@ def run(a: argparse.Namespace) -> int:
                 served = ProfileSource(Settings(), a.profile).served
             except ProfileError as exc:
                 raise ListenError(str(exc)) from None
-            model = served.model
+            model, own = served.model, served.detector
             logging.getLogger(__name__).info("profile %s version %d", a.profile, served.version)
         else:
-            model = KWSModel.load(a.model or PRETRAINED)
-        detector = Detector(model, threshold=a.threshold, refractory=a.refractory)
+            model, own = KWSModel.load(a.model or PRETRAINED), None
+        cfg = detector_config(model, own, DetectorConfig(refractory=DEFAULT_REFRACTORY),
+                              a.threshold, a.refractory).config
+        log.info("thresholds %s, refractory %g s", ",".join(
+            f"{k}={cfg.thresholds.get(k, cfg.threshold):g}"
+            for k in detector_keywords(model.labels)), cfg.refractory)
+        detector = Detector(model, cfg)
         actions = Actions(command=a.command, shell=a.shell, command_timeout=a.exec_timeout,
                           webhook=webhook, webhook_timeout=a.webhook_timeout)
         if a.file:

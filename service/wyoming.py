@@ -13,7 +13,10 @@ newline-delimited JSON events:
   The connection stays open: a client may start another stream on it.
 
 Detection is the service's own streaming detector (:class:`tracekws.model.detect.Detector`,
-the one behind the WebSocket ``/stream``, same threshold setting), one per connection, fed
+the one behind the WebSocket ``/stream``), one per connection, with the thresholds and
+refractory time ``/stream`` would use for the version (its own detector settings, else its
+model's, else ``TRACEKWS_STREAM_THRESHOLD``: :func:`tracekws.model.detect.detector_config`;
+``--threshold`` replaces the per-keyword thresholds with one for every keyword), fed
 16 kHz 16-bit mono PCM; other rates, widths and channel counts are converted first with the
 ``wyoming`` package's audio utilities (stereo is averaged rather than summed, so it never
 clips). A detection's ``timestamp`` is the ``timestamp`` of the audio chunk that completed the
@@ -42,11 +45,12 @@ import asyncio
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from tracekws.model.audio import SAMPLE_RATE
-from tracekws.model.detect import Detector
+from tracekws.model.detect import Detector, DetectorConfig
 from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
@@ -54,7 +58,7 @@ from wyoming.info import Attribution, Describe, Info, WakeModel, WakeProgram
 from wyoming.server import AsyncEventHandler, AsyncServer
 from wyoming.wake import Detect, Detection, NotDetected
 
-from .profiles import REFRESH_S, ProfileError, ProfileSource, Served
+from .profiles import REFRESH_S, ProfileError, ProfileSource, Served, service_detector
 from .settings import Settings
 
 log = logging.getLogger("tracekws.wyoming")
@@ -190,11 +194,13 @@ class WakeHandler(AsyncEventHandler):
                               "unknown-wake-word")
 
     def _detector(self, served: Served) -> Detector:
-        """The stream detector; keywords not asked for by ``detect`` get the threshold 1.0,
-        which no posterior exceeds, so they never fire and never hide one that was asked
-        for (the trigger picks the best keyword above its own threshold)."""
+        """The stream detector, with the version's resolved thresholds; keywords not asked for
+        by ``detect`` get the threshold 1.0, which no posterior exceeds, so they never fire
+        and never hide one that was asked for (the trigger picks the best keyword above its
+        own threshold)."""
+        cfg = self.server.detector_config(served)
         off = {k: 1.0 for k in served.keywords if self.names is not None and k not in self.names}
-        return Detector(served.model, threshold=self.server.threshold, thresholds=off)
+        return Detector(served.model, replace(cfg, thresholds={**cfg.thresholds, **off}))
 
     async def _start(self) -> None:
         self.detector = self._detector(await self.server.refreshed())
@@ -225,15 +231,21 @@ class _Refused(Exception):
 class WyomingWake:
     """The server's shared parts: the profile's model, settings, the compute pool."""
 
-    def __init__(self, source: ProfileSource, threshold: float, threads: int,
-                 idle_timeout_s: float, max_payload_bytes: int) -> None:
-        self.source, self.threshold = source, threshold
+    def __init__(self, source: ProfileSource, defaults: DetectorConfig,
+                 threshold: float | None, threads: int, idle_timeout_s: float,
+                 max_payload_bytes: int) -> None:
+        self.source, self.defaults, self.threshold = source, defaults, threshold
         self.idle_timeout_s, self.max_payload_bytes = idle_timeout_s, max_payload_bytes
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="tracekws-wyoming")
 
     @property
     def served(self) -> Served:
         return self.source.served
+
+    def detector_config(self, served: Served) -> DetectorConfig:
+        """What ``served`` is heard with: the version's settings, else its model's, else the
+        service's defaults; ``--threshold`` (if given) for every keyword."""
+        return served.detector_choice(self.defaults, self.threshold).config
 
     async def refreshed(self) -> Served:
         return await asyncio.get_running_loop().run_in_executor(None, self.source.refresh)
@@ -287,15 +299,18 @@ def serve(uri: str, profile: str, threshold: float | None = None, refresh_s: flo
                   type(exc).__name__, exc)
         return 2
     torch.set_num_threads(settings.effective_torch_threads)
-    th = threshold if threshold is not None else settings.stream_threshold
-    if not 0.0 < th <= 1.0:
+    if threshold is not None and not 0.0 < threshold <= 1.0:
         log.error("tracekws wyoming: --threshold must be in (0, 1]")
         return 2
-    wake = WyomingWake(source, th, settings.predict_pool_threads,
-                       settings.stream_idle_timeout_s, settings.stream_max_message_bytes)
+    wake = WyomingWake(source, service_detector(settings), threshold,
+                       settings.predict_pool_threads, settings.stream_idle_timeout_s,
+                       settings.stream_max_message_bytes)
     s = source.served
-    log.info("tracekws wyoming ready on %s: profile %s version %d, keywords %s, threshold %g",
-             uri, profile, s.version, ",".join(s.keywords), th)
+    cfg = wake.detector_config(s)
+    log.info("tracekws wyoming ready on %s: profile %s version %d, thresholds %s, "
+             "refractory %g s", uri, profile, s.version,
+             ",".join(f"{k}={cfg.thresholds.get(k, cfg.threshold):g}" for k in s.keywords),
+             cfg.refractory)
     try:
         asyncio.run(wake.run(uri))
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """``tracekws listen`` end to end: the CLI in a subprocess on real Speech Commands clips runs
 ``--exec`` once per detected keyword (never on silence), POSTs detections to a webhook (a
-local test HTTP server), and survives failing commands and unreachable webhooks. The
-microphone path is driven through a stand-in ``sounddevice`` module (no sound card here)."""
+local test HTTP server), survives failing commands and unreachable webhooks, and listens
+with a profile version's (or a model file's) per-keyword thresholds. The microphone path is
+driven through a stand-in ``sounddevice`` module (no sound card here)."""
 
 from __future__ import annotations
 
@@ -277,3 +278,39 @@ def test_profile_default_listens_with_the_shipped_model_and_unknown_fails(keywor
     r = _listen("--file", str(keyword_clip), "--profile", "nosuch", "--fast", env=env)
     assert r.returncode == 1 and "unknown profile 'nosuch'" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "data").exists()
+
+
+def test_profile_and_model_thresholds_are_listened_with(keyword_clip, shipped_model_path,
+                                                       tmp_path):
+    """``--profile``: the active version's own per-keyword thresholds (as PUT
+    /profiles/{p}/detector sets them); ``--model``: the model file's; ``--threshold`` sets one
+    threshold for every keyword instead."""
+    from tracekws.service import db
+    from tracekws.service.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = db.make_engine(f"sqlite:///{data / 'tracekws.db'}")
+    db.migrate(engine)
+    base = shipped_model_path.read_bytes()
+    store = Store(engine, base, KWSModel.from_bytes(base).labels)
+    store.create_profile("alice")
+    store.commit_detector("alice", 1, {"thresholds": {WORD: 1.0}, "refractory": 2.0})
+    engine.dispose()
+    env = {"TRACEKWS_DATA_DIR": str(data), "TRACEKWS_MODEL_PATH": str(shipped_model_path)}
+    args = ("--file", str(keyword_clip), "--fast")
+    r = _listen(*args, "--profile", "alice", env=env)
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
+    assert f"{WORD}=1," in r.stderr and "refractory 2 s" in r.stderr
+    r = _listen(*args, "--profile", "alice", "--threshold", "0.5", env=env)
+    assert [ln.split("\t")[1] for ln in r.stdout.strip().splitlines()] == [WORD], r.stderr
+    # a model file that carries thresholds (tracekws bench stream --calibrated-out)
+    m = KWSModel.load(shipped_model_path)
+    m.config.detector = {"thresholds": {WORD: 1.0}}
+    m.save(tmp_path / "calibrated")
+    model = str(tmp_path / "calibrated.safetensors")
+    r = _listen(*args, "--model", model)
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
+    assert "refractory 1.5 s" in r.stderr  # listen's own default: the model sets none
+    r = _listen(*args, "--model", model, "--threshold", "0.5")
+    assert [ln.split("\t")[1] for ln in r.stdout.strip().splitlines()] == [WORD], r.stderr

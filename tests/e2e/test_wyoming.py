@@ -2,8 +2,9 @@
 (what Home Assistant uses): describe → the profile's keywords; a real Speech Commands keyword
 clip → a detection of that keyword, at the frame the service's streaming Detector finds it;
 a silence clip → not-detected; detect restricts names; other formats are converted; clients
-do not share state; a stored profile's new version is picked up; a bad profile exits with a
-clear error; memory stays flat over long streams. Latencies are printed (run with -s)."""
+do not share state; a stored profile's new version is picked up, and its per-keyword
+thresholds are heard with; a bad profile exits with a clear error; memory stays flat over
+long streams. Latencies are printed (run with -s)."""
 
 from __future__ import annotations
 
@@ -404,6 +405,42 @@ def test_stored_profile_and_its_new_version(tmp_path, shipped_model_path):
         (prog,) = asyncio.run(describe(w.port)).wake
         assert [m.name for m in prog.models] == ["hello", "yes"]
         assert prog.models[0].version == "2"
+    finally:
+        w.stop()
+        engine.dispose()
+
+
+def test_a_versions_thresholds_are_heard_with(tmp_path, shipped_model_path):
+    """The profile version's own per-keyword thresholds (as PUT /profiles/{p}/detector sets
+    them) decide what the server reports, a version with other settings is picked up at the
+    next audio-start, and ``--threshold`` sets one threshold for every keyword."""
+    from tracekws.service import db
+    from tracekws.service.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = db.make_engine(f"sqlite:///{data / 'tracekws.db'}")
+    db.migrate(engine)
+    base = shipped_model_path.read_bytes()
+    store = Store(engine, base, KWSModel.from_bytes(base).labels)
+    store.create_profile("alice")
+    store.commit_detector("alice", 1, {"thresholds": {"yes": 1.0}})
+    pcm = padded(*KEYWORD)  # detected at the global 0.5 (checked above)
+    w = Wyoming(data, shipped_model_path, "alice", "--refresh", "0")
+    try:
+        assert "yes=1," in w.output() and "no=0.5," in w.output()  # the startup line
+        events, _ = asyncio.run(run_stream(w.port, pcm))
+        assert [e.type for e in events] == ["not-detected"]
+        store.commit_detector("alice", 2, {"thresholds": {"no": 1.0}})
+        events, _ = asyncio.run(run_stream(w.port, pcm))
+        assert events[-1].type == "detection" and Detection.from_event(events[-1]).name == "yes"
+    finally:
+        w.stop()
+    store.commit_detector("alice", 3, {"thresholds": {"yes": 1.0}})
+    w = Wyoming(data, shipped_model_path, "alice", "--threshold", "0.5")
+    try:
+        events, _ = asyncio.run(run_stream(w.port, pcm))
+        assert events[-1].type == "detection" and Detection.from_event(events[-1]).name == "yes"
     finally:
         w.stop()
         engine.dispose()
