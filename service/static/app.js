@@ -24,6 +24,7 @@ const state = {
   versions: [],
   active: null,
   labels: [],
+  detector: null, // GET /profiles/{p}/detector: the thresholds the active version is heard with
   take: null, // last recording {wav, samples, peak}
   busy: false,
   live: null,
@@ -278,8 +279,56 @@ async function loadVersions() {
   $("label-list").replaceChildren(...state.labels.filter((l) => !SPECIAL[l])
     .map((l) => h("option", { value: l })));
   renderTimeline();
-  if (!state.live) buildBars(state.labels, Number($("threshold").value) || 0.5);
+  await loadDetector(profile);
+  if (!state.live) buildBars(state.labels, state.detector ? state.detector.thresholds : {});
   syncLive();
+}
+
+// ---- detection thresholds of the active version -----------------------------------------
+const SOURCE_TEXT = { version: "this version's own", model: "calibrated with the model",
+                      default: "the service's default", request: "this session's" };
+
+async function loadDetector(profile) {
+  const d = await attempt("Loading the thresholds", () =>
+    api("GET", `/profiles/${encodeURIComponent(profile)}/detector`));
+  if (profile !== state.profile) return;
+  state.detector = d || null;
+  renderDetector();
+}
+
+function renderDetector() {
+  const d = state.detector;
+  const p = currentProfile();
+  const info = $("detector-info");
+  if (!d) { info.textContent = ""; $("detector").hidden = true; return; }
+  const words = Object.entries(d.thresholds).map(([w, t]) => `${w} ${fmt(t)}`).join(" · ");
+  const source = (part) => SOURCE_TEXT[d.sources[part]] || d.sources[part];
+  info.textContent = `Thresholds of v${d.version} (${source("thresholds")}): ${words} · ` +
+    `quiet ${d.refractory} s after a detection` +
+    (d.sources.refractory === d.sources.thresholds ? "" : ` (${source("refractory")})`);
+  const readOnly = !p || p.read_only;
+  $("detector").hidden = readOnly;
+  $("detector-fields").replaceChildren(...Object.entries(d.thresholds).map(([w, t]) =>
+    h("label", {}, w, h("input", { type: "number", min: "0.01", max: "1", step: "any",
+                                   value: String(t), required: true, dataset: { word: w } }))));
+  $("refractory").value = String(d.refractory);
+}
+
+async function saveDetector(ev) {
+  ev.preventDefault();
+  const profile = state.profile;
+  const thresholds = {};
+  for (const input of $("detector-fields").querySelectorAll("input")) {
+    thresholds[input.dataset.word] = Number(input.value);
+  }
+  const body = { thresholds, refractory: Number($("refractory").value) };
+  const res = await attempt("Saving the thresholds", () => api("PUT",
+    `/profiles/${encodeURIComponent(profile)}/detector`,
+    { type: "application/json", body: JSON.stringify(body) }));
+  if (!res) return;
+  showInfo(`v${res.version} of ${profile}: thresholds saved.`);
+  $("detector").open = false;
+  await loadProfiles(profile);
 }
 
 function renderTimeline() {
@@ -288,10 +337,16 @@ function renderTimeline() {
   const items = [...state.versions].reverse().map((v) => {
     const m = v.metrics || {};
     const base = v.parent === null || v.parent === undefined;
+    const tuned = v.rule === "detector"; // only the detection settings changed
     const what = base ? h("span", { class: "chip base" }, "shipped model")
-      : h("span", { class: "chip word" }, `+ ${labelName(v.label)}`);
+      : tuned ? h("span", { class: "chip detector" }, "thresholds")
+        : h("span", { class: "chip word" }, `+ ${labelName(v.label)}`);
     const meta = [];
-    if (!base) {
+    if (tuned) {
+      const own = v.detector || {};
+      meta.push(`from v${v.parent}`, ...Object.entries(own.thresholds || {}).map(([w, t]) => `${w} ${fmt(t)}`));
+      if (own.refractory !== undefined) meta.push(`quiet ${own.refractory} s`);
+    } else if (!base) {
       meta.push(`from v${v.parent}`, v.rule);
       if (m.utterances !== undefined) meta.push(`${m.utterances} utterance${m.utterances === 1 ? "" : "s"}`);
       if (m.prob_before !== undefined) meta.push(`p(${labelName(v.label)}) ${fmt(m.prob_before)} → ${fmt(m.prob_after)}`);
@@ -426,30 +481,36 @@ function setupEnrol() {
 }
 
 // ---- live detection ----------------------------------------------------------------------
+/** The threshold a bar's word is heard with (``thresholds``: word → threshold). */
+const thresholdOf = (thresholds, label) => (thresholds && label in thresholds ? thresholds[label] : null);
+
 function thresholdMark(threshold) {
   const el = h("div", { class: "bar-thr", title: `threshold ${threshold}` });
   el.style.left = `${threshold * 100}%`; // CSSOM, not a style attribute: the CSP forbids those
   return el;
 }
 
-function buildBars(labels, threshold) {
+function buildBars(labels, thresholds) {
   const order = [...labels.filter((l) => !SPECIAL[l]), ...labels.filter((l) => SPECIAL[l])];
-  $("bars").replaceChildren(...order.map((l) =>
-    h("div", { class: `bar-row${SPECIAL[l] ? " other" : ""}`, dataset: { label: l } },
+  $("bars").replaceChildren(...order.map((l) => {
+    const t = SPECIAL[l] ? null : thresholdOf(thresholds, l);
+    return h("div", { class: `bar-row${SPECIAL[l] ? " other" : ""}`, dataset: { label: l } },
       h("span", { class: "bar-label", title: l }, labelName(l)),
       h("div", { class: "bar" },
         h("div", { class: "bar-fill" }),
-        SPECIAL[l] ? null : thresholdMark(threshold)),
-      h("span", { class: "bar-val" }, "0.00"))));
+        t === null ? null : thresholdMark(t)),
+      h("span", { class: "bar-val" }, "0.00"));
+  }));
 }
 
-function updateBars(probs, threshold) {
+function updateBars(probs, thresholds) {
   for (const row of $("bars").children) {
     const p = probs[row.dataset.label];
     if (p === undefined) continue;
     row.querySelector(".bar-fill").style.width = `${(p * 100).toFixed(1)}%`;
     row.querySelector(".bar-val").textContent = fmt(p);
-    row.classList.toggle("over", !row.classList.contains("other") && p > threshold);
+    const t = thresholdOf(thresholds, row.dataset.label);
+    row.classList.toggle("over", !row.classList.contains("other") && t !== null && p > t);
   }
 }
 
@@ -517,12 +578,15 @@ function setLiveUi(on, text) {
 
 function startLive() {
   if (state.live || !state.profile) return;
-  const threshold = Number($("threshold").value);
-  if (!(threshold > 0 && threshold <= 1)) {
-    showProblem({ code: "validation-error", title: "Invalid threshold", detail: "The threshold is a number in (0, 1]." });
+  // empty: each word's own threshold (the version's, see renderDetector); a number: one for all
+  const override = $("threshold").value.trim();
+  const threshold = override === "" ? null : Number(override);
+  if (threshold !== null && !(threshold > 0 && threshold <= 1)) {
+    showProblem({ code: "validation-error", title: "Invalid threshold", detail: "The threshold is a number in (0, 1], or empty for each word's own." });
     return;
   }
-  const query = new URLSearchParams({ profile: state.profile, threshold, posteriors: "true" });
+  const query = new URLSearchParams({ profile: state.profile, posteriors: "true" });
+  if (threshold !== null) query.set("threshold", threshold);
   const url = apiUrl("/stream");
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   url.search = query;
@@ -531,7 +595,7 @@ function startLive() {
   // the key goes in the first message, never in the URL (URLs end up in logs)
   const key = state.key;
   ws.onopen = () => { if (key) ws.send(JSON.stringify({ type: "auth", token: key })); };
-  const live = { ws, threshold, profile: state.profile, version: null, unsubscribe: null, stopped: false, failed: false,
+  const live = { ws, thresholds: {}, profile: state.profile, version: null, unsubscribe: null, stopped: false, failed: false,
                  resampler: null, pending: [], pendingN: 0,
                  ring: new Float32Array(0), heard: 0 /* 16 kHz samples sent so far */ };
   state.live = live;
@@ -541,17 +605,19 @@ function startLive() {
     let msg;
     try { msg = JSON.parse(ev.data); } catch { return; }
     if (msg.type === "ready") {
-      live.threshold = msg.threshold;
+      live.thresholds = msg.thresholds;
       live.version = msg.version;
-      buildBars(msg.labels, msg.threshold);
-      setLiveUi(true, `Listening with ${msg.profile} v${msg.version} · threshold ${msg.threshold}`);
+      buildBars(msg.labels, msg.thresholds);
+      const how = msg.sources.thresholds === "request" ? `threshold ${msg.threshold} for every word`
+        : "each word's own threshold";
+      setLiveUi(true, `Listening with ${msg.profile} v${msg.version} · ${how}`);
       $("live-card").dataset.version = String(msg.version);
       const unsubscribe = await attempt("Live detection", () => mic.subscribe((chunk, rate) => onAudio(live, chunk, rate)));
       if (!unsubscribe) { stopLive(); return; }
       if (live.stopped) { unsubscribe(); return; }
       live.unsubscribe = unsubscribe;
     } else if (msg.type === "posteriors") {
-      updateBars(msg.probabilities, live.threshold);
+      updateBars(msg.probabilities, live.thresholds);
     } else if (msg.type === "detection") {
       addDetection(msg, live);
     } else if (msg.type === "error") {
@@ -624,6 +690,7 @@ function restartLive() {
 function setupLive() {
   $("live-toggle").addEventListener("click", () => (state.live ? stopLive() : startLive()));
   $("threshold").addEventListener("change", () => { if (state.live) restartLive(); });
+  $("detector-form").addEventListener("submit", saveDetector);
 }
 
 // ---- start -------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ back and forward, then streams the same microphone over /stream and shows a dete
 threshold (0.5); on the small random test model (no shipped model) the test lowers the
 threshold to 0.05 and accepts any keyword. A second server with API keys and a small upload
 limit checks the error messages (401, 422 not audio, 413) and that the key, once entered, is
-used. Screenshot: a temporary file, or $TRACEKWS_SCREENSHOT (docs/screenshot.png refreshes the
-README's).
+used. A profile's per-word thresholds are shown, set (a new version), marked on the live bars
+and rolled back. Screenshot: a temporary file, or $TRACEKWS_SCREENSHOT (docs/screenshot.png
+refreshes the README's).
 
 Skips when no chromium is installed (``bash scripts/install-browser.sh`` installs it).
 """
@@ -313,6 +314,56 @@ def test_enrol_timeline_and_live_detection(browser, uvicorn_server, shipped_mode
         assert page.js(MESSAGES) == []
         assert page.errors() == []
         assert shot.stat().st_size > 10_000
+    finally:
+        page.close()
+
+
+def test_thresholds_are_shown_set_and_rolled_back(browser, uvicorn_server):
+    """The live card shows the active version's per-word thresholds; saving new ones makes a
+    version the timeline shows, the live bars mark each word's own threshold, and rolling
+    back shows the old thresholds again. ``default`` cannot be changed."""
+    server = uvicorn_server()
+    assert httpx.post(server.url + "/profiles", json={"name": "tess"}).status_code == 201
+    page = browser.page(server.url + "/")
+    info = "document.getElementById('detector-info').textContent"
+    try:
+        page.wait("document.getElementById('profile-select').value === 'tess'", 20)
+        page.wait(f"{info}.includes('Thresholds of v1')", 20, "the thresholds of v1")
+        assert "yes 0.50" in page.js(info) and "the service's default" in page.js(info)
+        assert not page.js("document.getElementById('detector').hidden")
+        page.js("document.getElementById('detector').open = true")
+        page.js("(i => { i.value = '0.9'; })(document.querySelector("
+                "'#detector-fields input[data-word=\"yes\"]'))")
+        page.fill("refractory", "1.5")
+        page.click("detector-save")
+        page.wait("!!document.querySelector('#timeline [data-version=\"2\"].active "
+                  ".chip.detector')", 20, "v2 with new thresholds in the timeline")
+        page.wait(f"{info}.includes('Thresholds of v2')", 20)
+        assert "yes 0.90" in page.js(info) and "this version's own" in page.js(info)
+        assert "quiet 1.5 s" in page.js(info)
+        d = httpx.get(server.url + "/profiles/tess/detector").json()
+        assert d["own"]["thresholds"]["yes"] == 0.9 and d["own"]["refractory"] == 1.5
+        assert d["thresholds"]["no"] == 0.5
+
+        page.click("live-toggle")  # no override: each word's own threshold
+        page.wait("document.getElementById('live-card').dataset.version === '2'", 20)
+        marks = page.js("Object.fromEntries([...document.querySelectorAll('#bars .bar-row')]"
+                        ".map(r => [r.dataset.label, r.querySelector('.bar-thr')?.style.left ?? null]))")
+        assert marks["yes"] == "90%" and marks["no"] == "50%" and marks["_silence_"] is None
+        assert "each word's own threshold" in page.js(
+            "document.getElementById('live-status').textContent")
+        page.click("live-toggle")
+
+        page.js("document.querySelector('#timeline [data-version=\"1\"] button').click()",
+                gesture=True)
+        page.wait(f"{info}.includes('Thresholds of v1')", 20, "the rollback")
+        assert "yes 0.50" in page.js(info)
+        page.js("(s => { s.value = 'default'; s.dispatchEvent(new Event('change')); })"
+                "(document.getElementById('profile-select'))")
+        page.wait(f"{info}.includes('Thresholds of v1') && "
+                  "document.getElementById('detector').hidden", 20, "default: read-only")
+        assert page.js(MESSAGES) == []
+        assert page.errors() == []
     finally:
         page.close()
 
