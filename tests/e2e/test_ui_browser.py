@@ -348,7 +348,8 @@ def test_thresholds_are_shown_set_and_rolled_back(browser, uvicorn_server):
         page.click("live-toggle")  # no override: each word's own threshold
         page.wait("document.getElementById('live-card').dataset.version === '2'", 20)
         marks = page.js("Object.fromEntries([...document.querySelectorAll('#bars .bar-row')]"
-                        ".map(r => [r.dataset.label, r.querySelector('.bar-thr')?.style.left ?? null]))")
+                        ".map(r => [r.dataset.label,"
+                        " r.querySelector('.bar-thr')?.style.left ?? null]))")
         assert marks["yes"] == "90%" and marks["no"] == "50%" and marks["_silence_"] is None
         assert "each word's own threshold" in page.js(
             "document.getElementById('live-status').textContent")
