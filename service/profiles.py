@@ -220,7 +220,8 @@ class Profiles:
         the active version already has makes none). Held under the profile's lock, so it
         waits for a running adaptation instead of making it fail with a conflict; checked
         against the active version's keywords (422 ``validation-error`` naming each bad
-        field)."""
+        field). Corrupt weights of the active version are 409 and nothing is made: like a
+        rollback, it never makes a corrupt version active."""
         self.check_writable(name)
         rt = self.rt
         async with rt.lock(name):
@@ -231,9 +232,10 @@ class Profiles:
                 raise Problem("validation-error", str(exc), errors=[
                     {"loc": ["body", *loc], "msg": msg, "type": "value_error"}
                     for loc, msg in exc.errors]) from None
-            _, created = await rt.write(rt.store.commit_detector, name, active.number,
-                                        settings.to_dict())
-        return await self.detector(name), created
+            await rt.io(self.load, active)  # CorruptWeights: the same blob would be served
+            info, created = await rt.write(rt.store.commit_detector, name, active.number,
+                                           settings.to_dict())
+        return await self.detector(name, info.number), created
 
     def version_info(self, name: str, number: int | None = None) -> VersionInfo:
         """A version's record (blocking: call through ``rt.io``); None = the active one."""

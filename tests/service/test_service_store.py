@@ -69,11 +69,14 @@ def test_corrupt_blob_is_refused_and_last_good_version_served(make_client, servi
                  c2.get("/profiles/alice/versions/3/weights"),
                  c2.post("/profiles/alice/versions/3/activate"),
                  c2.post("/adapt", params={"profile": "alice", "label": "yes"}, content=wav,
-                         headers=AUDIO)):
+                         headers=AUDIO),
+                 c2.put("/profiles/alice/detector", json={"refractory": 2.0})):
         assert resp.status_code == 409, resp.text
         assert resp.json()["code"] == "corrupt-weights"
         assert "sha256" in resp.json()["detail"]
     assert "tracekws_corrupt_weights_total" in c2.get("/metrics").text
+    assert c2.get("/profiles/alice").json()["versions"] == 3  # the PUT made nothing
+    assert c2.get("/profiles/alice/detector").json()["version"] == 2  # what /stream serves
     # rollback to a good version works and adaptation continues from there
     assert c2.post("/profiles/alice/versions/2/activate").status_code == 200
     v = _adapt(c2, "alice", wav)
