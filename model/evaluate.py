@@ -43,6 +43,8 @@ def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False,
         with torch.no_grad():
             x = model.inputs(waves[i : i + 128])
             preds.append(model.net(x)[0].argmax(-1))
+        if not model.spiking:  # TP readiness reads hidden spike traces; a CNN has none
+            continue
         paths = paths or label_path_traces(model.net, x.shape[1])  # every clip has T frames
         tp = tp_scores(model.net, x, y[i : i + 128], label_paths=paths)
         tp_right += tp["class_score_accuracy"] * len(x)
@@ -65,7 +67,8 @@ def evaluate_clips(model: KWSModel, clips: list[Clip], progress: bool = False,
         "confusion": conf.tolist(),
         # TP readiness: TP's own class score and layer loss at the last frame (rules/tp.py)
         "tp_readiness": {"class_score_accuracy": tp_right / max(1, len(y)),
-                         "layer_loss": tp_loss / max(1, len(y))},
+                         "layer_loss": tp_loss / max(1, len(y))} if model.spiking else None,
+        "arch": model.config.arch,
     }
 
 

@@ -53,6 +53,10 @@ class ModelConfig:
     # empty: the detector's defaults. Written only when set, so a model without them keeps
     # the bytes (and sha256) it always had.
     detector: dict = field(default_factory=dict)
+    # "snn" (every shipped model) or "dscnn": the non-spiking baseline of model/cnn.py, whose
+    # sizes are in ``cnn``. Both written only for a CNN, so an SNN file keeps its bytes.
+    arch: str = "snn"
+    cnn: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = {
@@ -65,6 +69,8 @@ class ModelConfig:
         }
         if self.detector:
             d["detector"] = self.detector
+        if self.arch != "snn":
+            d["arch"], d["cnn"] = self.arch, self.cnn
         return json.dumps(d, indent=2)
 
     @classmethod
@@ -78,7 +84,23 @@ class ModelConfig:
             lif=LIFParams(**d["lif"]),
             meta=d.get("meta", {}),
             detector=d.get("detector") or {},
+            arch=d.get("arch", "snn"),
+            cnn=d.get("cnn") or {},
         )
+
+
+def _build_net(config: ModelConfig, n_in: int) -> torch.nn.Module:
+    """The network a config names: the SNN, or the DS-CNN baseline (model/cnn.py)."""
+    if config.arch == "snn":
+        return SNN(n_in, config.n_hidden, len(config.labels), config.lif)
+    if config.arch == "dscnn":
+        from .cnn import DSCNN, DSCNNConfig
+
+        if not config.cnn:  # the file records the sizes it was built with
+            config.cnn = DSCNNConfig().to_dict()
+        return DSCNN(n_in, len(config.labels), DSCNNConfig.from_dict(config.cnn),
+                     config.frontend.n_mels)
+    raise ValueError(f"unknown model architecture {config.arch!r}")
 
 
 class StreamState(NamedTuple):
@@ -111,7 +133,7 @@ class KWSModel:
         # adapt_normalisation); saved with the weights, so a version carries its statistics
         self.norm_frames = 0.0
         n_in = config.encoder.n_outputs(n_feat)
-        self.net = net or SNN(n_in, config.n_hidden, len(config.labels), config.lif)
+        self.net = net or _build_net(config, n_in)
         # replay bank for the readout: spike sums of a few training clips per class and
         # their labels (see model.adapt.build_replay); None if the model has none
         self.replay: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -119,6 +141,12 @@ class KWSModel:
     @property
     def labels(self) -> list[str]:
         return self.config.labels
+
+    @property
+    def spiking(self) -> bool:
+        """True for the SNN (streaming, personalisation, TP readiness); False for the CNN
+        baseline, which only classifies whole clips."""
+        return self.config.arch == "snn"
 
     # ---- data path -------------------------------------------------------------------
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
@@ -203,6 +231,8 @@ class KWSModel:
         """Grow the readout by one class (zero-initialised row); returns its index."""
         if label in self.labels:
             return self.labels.index(label)
+        if not self.spiking:
+            raise ValueError(f"a {self.config.arch} model cannot grow new classes")
         with torch.no_grad():
             w = self.net.w_out
             self.net.w_out = torch.nn.Parameter(torch.cat([w, w.new_zeros(1, w.shape[1])]))
@@ -231,9 +261,14 @@ class KWSModel:
         header = json.loads(data[8 : 8 + header_len])
         config = config or ModelConfig.from_json(header["__metadata__"]["config"])
         t = st_load(data)
-        n_in, n_hidden, n_out = t["w_in"].shape[1], t["w_in"].shape[0], t["w_out"].shape[0]
-        net = SNN(n_in, n_hidden, n_out, config.lif)
-        net.load_state_dict({k: t[k] for k in ("w_in", "w_rec", "w_out")})
+        if config.arch == "snn":
+            n_in, n_hidden, n_out = t["w_in"].shape[1], t["w_in"].shape[0], t["w_out"].shape[0]
+            net = SNN(n_in, n_hidden, n_out, config.lif)
+            net.load_state_dict({k: t[k] for k in ("w_in", "w_rec", "w_out")})
+        else:
+            net = _build_net(config, config.encoder.n_outputs(config.frontend.n_features))
+            net.load_state_dict({k: v for k, v in t.items()
+                                 if not k.startswith(("norm.", "replay."))})
         model = cls(config, net, t["norm.mean"], t["norm.std"])
         if "norm.in_mean" in t:
             model.in_mean = t["norm.in_mean"]

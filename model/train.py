@@ -3,10 +3,14 @@
 Speaker-disjoint split, class-balanced sampling, noise / time-shift / gain / SpecAugment
 augmentation, cosine-decayed Adam, a checkpoint after every epoch (``--resume`` continues
 from it), the best-on-validation model saved to ``--out`` with a PNG of the curves beside it.
+``--arch dscnn`` trains the non-spiking baseline (model/cnn.py) through the same loop, data,
+split and augmentation; under ``torchrun`` the loop is data-parallel (model/distributed.py).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import math
 import time
@@ -17,7 +21,8 @@ import torch
 from tqdm import tqdm
 
 from . import augment
-from .data import load_waves, noise_recordings, scan, split
+from .data import Clip, load_waves, noise_recordings, scan, split
+from .distributed import Dist, from_env
 from .encoder import EncoderConfig, encode
 from .encoder import init_state as encoder_init
 from .neurons import LIFParams
@@ -59,6 +64,11 @@ class TrainConfig:
     # keywords removed from the data entirely (not even as _unknown_): the new-word benchmark's
     # backbone, which must never have heard the words it is asked to enrol
     holdout_words: tuple[str, ...] = ()
+    arch: str = "snn"  # or "dscnn": the non-spiking baseline (model/cnn.py; never shipped)
+    # share of the training speakers used (a data-size curve): the first F of them in a
+    # fixed hashed order, so 25 % ⊂ 50 % ⊂ 100 %; validation speakers are never touched
+    train_fraction: float = 1.0
+    steps_per_epoch: int = 0  # >0: batches per epoch whatever the data size (0: one pass)
 
 
 TRAIN_ROOM_SEED = 10**9  # training rooms: sample_room(seed) for seeds from here on
@@ -87,11 +97,31 @@ def training_labels(holdout_words: tuple[str, ...] = ()) -> list[str]:
     return [label for label in LABELS if label not in holdout_words]
 
 
+def speaker_subset(clips: list[Clip], fraction: float) -> list[Clip]:
+    """The clips of the first ``fraction`` of the speakers (split units: a ``_silence_``
+    window is its own) in the order of sha1("train-fraction:" + speaker): deterministic,
+    independent of the validation split's hash, and nested (a smaller fraction's speakers
+    are all in a larger one's)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return list(clips)
+    speakers = sorted({c.speaker for c in clips},
+                      key=lambda s: hashlib.sha1(f"train-fraction:{s}".encode()).hexdigest())
+    keep = set(speakers[: max(1, round(fraction * len(speakers)))])
+    return [c for c in clips if c.speaker in keep]
+
+
 def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     """Load audio, fit the normalisation on the training speakers, encode the validation set."""
+    if cfg.arch not in ("snn", "dscnn"):
+        raise ValueError(f"unknown --arch {cfg.arch!r} (snn or dscnn)")
+    if cfg.arch == "dscnn" and (cfg.rule != "bptt" or cfg.tp_aux > 0):
+        raise ValueError("--arch dscnn trains by backpropagation only (no --rule, no --tp-aux)")
     clips = [c for c in scan(cfg.data) if c.word not in cfg.holdout_words]
     labels = training_labels(cfg.holdout_words)
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
+    train_c = speaker_subset(train_c, cfg.train_fraction)
     for extra in cfg.extra_data:  # never validation: the validation speakers are real people
         train_c += scan(extra)
     if not train_c:
@@ -104,6 +134,10 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
         lif=LIFParams(k=cfg.surrogate_k),
         labels=labels,
     )
+    if cfg.arch == "dscnn":  # same front end and normalisation, features as they are
+        from .cnn import DSCNNConfig
+
+        mc.arch, mc.cnn, mc.encoder = "dscnn", DSCNNConfig().to_dict(), EncoderConfig("analog")
     model = KWSModel(mc)
     with torch.no_grad():
         feats = batched(model.frontend, train_waves)
@@ -113,11 +147,12 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
             model.in_mean = batched(model.inputs, train_waves).mean((0, 1))
     with torch.no_grad():
         val_x = batched(model.inputs, val_waves) if len(val_c) else None
-    with torch.no_grad():
-        # variance-preserving input weights for the encoder's actual statistics: binary spike
-        # inputs have E[x²] = their rate, far below the 1 of standardised analog features
-        probe = model.inputs(train_waves[:256])
-        model.net.w_in.mul_(float(probe.pow(2).mean()) ** -0.5)
+    if model.spiking:
+        with torch.no_grad():
+            # variance-preserving input weights for the encoder's actual statistics: binary
+            # spike inputs have E[x²] = their rate, far below the 1 of standardised features
+            probe = model.inputs(train_waves[:256])
+            model.net.w_in.mul_(float(probe.pow(2).mean()) ** -0.5)
     noise = noise_recordings(cfg.data)
     rooms = []
     if cfg.room_prob > 0:
@@ -199,7 +234,8 @@ def save_best(
     model.config.meta = {"training": asdict(cfg) | {"best_epoch": epoch + 1,
                                                     "train_clips": len(p.train_y)},
                          "val_accuracy": val_acc}
-    model.replay = build_replay(model, p.train_waves, p.train_y)
+    if model.spiking:  # the readout replay bank holds spike counts; the CNN has none
+        model.replay = build_replay(model, p.train_waves, p.train_y)
     model.save(out)
 
 
@@ -241,19 +277,22 @@ class _BPTTLearner:
     layer loss beside the cross-entropy."""
 
     def __init__(self, p: Prepared, cfg: TrainConfig, total: int) -> None:
-        net = self.net = p.model.net
+        net = self.net = p.model.net  # train() may put a DDP wrapper here
         self.cfg = cfg
-        # The readout integrates ~100 frames of ~450 neurons, so an Adam step on W_out moves the
-        # logits ~100x more than one on W_in; give it a proportionally smaller rate.
-        self.opt = torch.optim.Adam([{"params": [net.w_in, net.w_rec], "lr": cfg.lr},
-                                     {"params": [net.w_out],
-                                      "lr": cfg.lr * cfg.readout_lr_scale}])
+        self.opt = torch.optim.Adam(self.param_groups(net, cfg))
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt,
             lambda i: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
         self.lossf = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.tp_aux = TPAuxLoss(net, p.val_x.shape[1] if p.val_x is not None else 98, cfg) \
             if cfg.tp_aux > 0 else None
+
+    @staticmethod
+    def param_groups(net: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+        # The readout integrates ~100 frames of ~450 neurons, so an Adam step on W_out moves the
+        # logits ~100x more than one on W_in; give it a proportionally smaller rate.
+        return [{"params": [net.w_in, net.w_rec], "lr": cfg.lr},
+                {"params": [net.w_out], "lr": cfg.lr * cfg.readout_lr_scale}]
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
         self.net.train()
@@ -275,6 +314,15 @@ class _BPTTLearner:
     def load_state_dict(self, st: dict) -> None:
         self.opt.load_state_dict(st["opt"])
         self.sched.load_state_dict(st["sched"])
+
+
+class _CNNLearner(_BPTTLearner):
+    """The DS-CNN baseline: the same Adam, cosine schedule, label smoothing and clipping as
+    BPTT, one learning rate for every weight (a CNN has no long readout integration)."""
+
+    @staticmethod
+    def param_groups(net: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+        return [{"params": list(net.parameters()), "lr": cfg.lr}]
 
 
 class _LocalLearner:
@@ -303,32 +351,55 @@ class _LocalLearner:
         pass
 
 
+def _on_cpu(model: KWSModel, dist: Dist) -> KWSModel:
+    """The model whose network validation and saving read: itself on CPU, else a CPU copy of
+    the network trained on the GPU (the SNN's inference path runs numpy at small batch)."""
+    if dist.device.type == "cpu":
+        return model
+    view = copy.copy(model)
+    view.net = copy.deepcopy(model.net).cpu()
+    return view
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Run pretraining (BPTT, or a local rule with ``cfg.rule``): one loop for both, with the
-    same data, split, augmentation, checkpoints (``--resume``), history and curves.
+    """Run pretraining (BPTT, the CNN baseline, or a local rule with ``cfg.rule``): one loop
+    for all, with the same data, split, augmentation, checkpoints (``--resume``), history and
+    curves. Under ``torchrun`` (``WORLD_SIZE`` > 1) it is data-parallel: every rank draws and
+    augments the same global batch and trains on its shard (model/distributed.py).
 
     Returns a summary (best validation accuracy, epochs, paths, history)."""
+    dist = from_env()
+    progress = progress and dist.main
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out).with_suffix(".safetensors")
     ckpt_path = out.with_name(out.stem + "-checkpoint.pt")
     p = prepare(cfg, progress)
-    model, net = p.model, p.model.net
-    steps = max(1, len(p.train_y) // cfg.batch)
+    net = p.model.net
+    steps = cfg.steps_per_epoch or max(1, len(p.train_y) // cfg.batch)
     if cfg.limit_steps:
         steps = min(steps, cfg.limit_steps)
-    learner = (_BPTTLearner if cfg.rule == "bptt" else _LocalLearner)(p, cfg, steps * cfg.epochs)
+    if dist.active and cfg.rule != "bptt":
+        raise ValueError("torchrun: local rules update the weights inside the rule; "
+                         "data-parallel training supports --rule bptt (SNN or --arch dscnn)")
+    net.to(dist.device)
+    kind = _LocalLearner if cfg.rule != "bptt" else \
+        _CNNLearner if cfg.arch == "dscnn" else _BPTTLearner
+    learner = kind(p, cfg, steps * cfg.epochs)
+    shard = dist.shard(cfg.batch)
     counts = torch.bincount(p.train_y, minlength=len(p.model.labels)).float().clamp_min(1)
     weights = (1.0 / counts)[p.train_y]
     history: list[dict] = []
     best, start = -1.0, 0
     if cfg.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=False, map_location=dist.device)
         net.load_state_dict(ck["net"])
         learner.load_state_dict(ck["learner"])
-        gen.set_state(ck["gen"])
+        gen.set_state(ck["gen"].cpu())
         history, best, start = ck["history"], ck["best"], ck["epoch"]
+    if dist.active:
+        learner.net = dist.wrap(net)
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
         tot_loss, tot_ok, tot_n = 0.0, 0, 0
@@ -337,30 +408,46 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         for _ in bar:
             idx = torch.multinomial(weights, cfg.batch, replacement=True, generator=gen)
             x, y = augmented_batch(p, idx, gen, cfg), p.train_y[idx]
+            x, y = x[shard].to(dist.device), y[shard].to(dist.device)
             m, loss = learner.step(x, y)
             tot_loss += loss * len(y)
             tot_ok += int((m.argmax(1) == y).sum())
             tot_n += len(y)
             bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}")
-        val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
-        h = {"epoch": epoch + 1, "loss": tot_loss / tot_n, "train_acc": tot_ok / tot_n,
-             "val_acc": val_acc, "seconds": time.time() - t0}
-        if isinstance(learner, _BPTTLearner):
-            h["lr"] = learner.sched.get_last_lr()[0]
-        if p.val_x is not None:
-            from .rules.tp import tp_scores
-
-            h["val_tp_class_score"] = tp_scores(net, p.val_x, p.val_y)["class_score_accuracy"]
-        history.append(h)
-        if progress:
-            tqdm.write(json.dumps(h))
-        if val_acc > best or math.isnan(val_acc):
-            best = val_acc
-            save_best(model, p, cfg, epoch, val_acc, out)
-        torch.save({"net": net.state_dict(), "learner": learner.state_dict(),
-                    "gen": gen.get_state(), "history": history, "best": best,
-                    "epoch": epoch + 1}, ckpt_path)
-        out.with_name(out.stem + "-history.json").write_text(json.dumps(history, indent=1))
-        plot_curves(history, out.with_name(out.stem + "-curves.png"))
+        tot_loss, tot_ok, tot_n = dist.sum([tot_loss, tot_ok, tot_n])
+        if dist.main:
+            best = _end_epoch(p, cfg, learner, dist, gen, history, best, epoch, out, ckpt_path,
+                              {"epoch": epoch + 1, "loss": tot_loss / tot_n,
+                               "train_acc": tot_ok / tot_n}, t0, progress)
+        dist.barrier()  # every rank starts the next epoch after rank 0's checkpoint
+    dist.close()
     return {"best_val_accuracy": best, "epochs": cfg.epochs, "model": str(out),
-            "history": history}
+            "history": history, "rank": dist.rank, "world_size": dist.world}
+
+
+def _end_epoch(p: Prepared, cfg: TrainConfig, learner, dist: Dist, gen: torch.Generator,
+               history: list[dict], best: float, epoch: int, out: Path, ckpt_path: Path,
+               h: dict, t0: float, progress: bool) -> float:
+    """Rank 0 at the end of an epoch: validate, keep the best model, write the checkpoint,
+    history and curves. Returns the best validation accuracy so far."""
+    model = _on_cpu(p.model, dist)
+    val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
+    h |= {"val_acc": val_acc, "seconds": time.time() - t0}
+    if isinstance(learner, _BPTTLearner):
+        h["lr"] = learner.sched.get_last_lr()[0]
+    if p.val_x is not None and model.spiking:
+        from .rules.tp import tp_scores
+
+        h["val_tp_class_score"] = tp_scores(model.net, p.val_x, p.val_y)["class_score_accuracy"]
+    history.append(h)
+    if progress:
+        tqdm.write(json.dumps(h))
+    if val_acc > best or math.isnan(val_acc):
+        best = val_acc
+        save_best(model, p, cfg, epoch, val_acc, out)
+    torch.save({"net": p.model.net.state_dict(), "learner": learner.state_dict(),
+                "gen": gen.get_state(), "history": history, "best": best,
+                "epoch": epoch + 1}, ckpt_path)
+    out.with_name(out.stem + "-history.json").write_text(json.dumps(history, indent=1))
+    plot_curves(history, out.with_name(out.stem + "-curves.png"))
+    return best

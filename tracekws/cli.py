@@ -25,11 +25,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         encoder=a.encoder, threshold=a.threshold, levels=a.levels, val_percent=a.val_percent,
         seed=a.seed, threads=a.threads, resume=a.resume, rule=a.rule, limit_steps=a.limit_steps,
         room_prob=a.room_prob, tp_aux=a.tp_aux, extra_data=tuple(a.extra_data),
-        holdout_words=tuple(w for w in a.holdout_words.split(",") if w),
+        holdout_words=tuple(w for w in a.holdout_words.split(",") if w), arch=a.arch,
+        train_fraction=a.train_fraction, steps_per_epoch=a.steps_per_epoch,
     )
     summary = train(cfg, progress=not a.quiet)
     summary.pop("history", None)
-    print(json.dumps(summary))
+    if summary.get("rank", 0) == 0:  # under torchrun: one summary, from rank 0
+        print(json.dumps(summary))
     return 0
 
 
@@ -162,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracekws", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    t = sub.add_parser("train", help="pretrain on a folder in GSC layout")
+    t = sub.add_parser("train", help="pretrain on a folder in GSC layout (data-parallel "
+                                     "under torchrun)")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True, help="model path (.safetensors; .json beside)")
     t.add_argument("--rule", default="bptt",
@@ -189,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--holdout-words", default="",
                    help="comma-separated keywords removed from the data entirely (the new-word "
                         "benchmark's backbone; see `tracekws bench enrol`)")
+    t.add_argument("--arch", default="snn", choices=["snn", "dscnn"],
+                   help="snn (default; what the service runs) or dscnn: the non-spiking "
+                        "DS-CNN baseline, evaluated and benchmarked by the same commands")
+    t.add_argument("--train-fraction", type=float, default=1.0,
+                   help="use this share of the training speakers (fixed hashed order, nested)")
+    t.add_argument("--steps-per-epoch", type=int, default=0,
+                   help="batches per epoch whatever the data size (default: one pass)")
     t.add_argument("--limit-steps", type=int, default=0, help=argparse.SUPPRESS)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)

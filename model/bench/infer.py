@@ -12,7 +12,8 @@ from ..pipeline import KWSModel
 
 
 def bench_infer(model: KWSModel, repeats: int = 50, threads: int = 1, seconds: float = 1.0) -> dict:
-    """Time the whole data path (front end, encoder, SNN, readout) on real-length audio."""
+    """Time the whole data path (front end, encoder, network, readout) on real-length audio:
+    the SNN, or the CNN baseline when the model file says so (one path, ``model.logits``)."""
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     wave = torch.randn(int(16_000 * seconds), generator=gen) * 0.05
@@ -31,8 +32,10 @@ def bench_infer(model: KWSModel, repeats: int = 50, threads: int = 1, seconds: f
         "real_time_factor": round(med / 1000 / seconds, 5),
         "threads": threads,
         "repeats": repeats,
+        "arch": model.config.arch,
+        "parameters": sum(p.numel() for p in model.net.parameters()),
         "encoder": model.config.encoder.kind,
-        "hidden": model.config.n_hidden,
+        "hidden": model.config.n_hidden if model.spiking else None,
         "torch": torch.__version__,
         "machine": platform.machine(),
     }

@@ -39,7 +39,10 @@ def fft_flops(model: KWSModel, seconds: float = 1.0) -> int:
 
 
 def bench_macs(model: KWSModel | None = None, seconds: float = 1.0) -> dict:
-    """Counted FLOP (and MACs) of /predict on one clip and of one TP adaptation pass."""
+    """Counted FLOP (and MACs) of /predict on one clip and of one TP adaptation pass (SNN;
+    the CNN baseline has no adaptation: ``adapt_tp_*`` are None). Convolutions are counted
+    by the same counter (a depthwise one as its groups); batch norm and ReLU, like the LIF
+    update, are element-wise and not counted."""
     from ..adapt import adapt_inputs
 
     model = model or KWSModel.load()
@@ -51,9 +54,13 @@ def bench_macs(model: KWSModel | None = None, seconds: float = 1.0) -> dict:
     x = model.inputs(wave[:1])
     fft = fft_flops(model, seconds)
     predict = total / BATCH + fft
-    clone = model.clone()
-    adapt, adapt_ops = _count(lambda: adapt_inputs(clone, x, torch.tensor([0]), rule="tp"))
+    if model.spiking:
+        clone = model.clone()
+        adapt, adapt_ops = _count(lambda: adapt_inputs(clone, x, torch.tensor([0]), rule="tp"))
+    else:  # the CNN baseline classifies only; it has no TP adaptation to count
+        adapt, adapt_ops = None, None
     out = {
+        "arch": model.config.arch,
         "seconds_of_audio": seconds,
         "predict_flop": round(predict),
         "predict_macs": round(predict / 2),
@@ -63,12 +70,13 @@ def bench_macs(model: KWSModel | None = None, seconds: float = 1.0) -> dict:
             "network": round((total - frontend) / BATCH),
         },
         "predict_ops": {k: round(v / BATCH) for k, v in ops.items()},
-        "adapt_tp_flop": adapt + round(2 * predict),  # + the before/after predictions
+        # + the before/after predictions
+        "adapt_tp_flop": None if adapt is None else adapt + round(2 * predict),
         "adapt_tp_ops": adapt_ops,
         "assumed_gflops_per_core": PI_GFLOPS,
         "estimate_ms": {
             pi: {"predict": round(predict / g / 1e6, 1),
-                 "adapt_tp": round((adapt + 2 * predict) / g / 1e6, 1)}
+                 "adapt_tp": None if adapt is None else round((adapt + 2 * predict) / g / 1e6, 1)}
             for pi, g in PI_GFLOPS.items()},
         "note": "estimate = counted FLOP / assumed throughput; not a measurement on a Pi",
     }
