@@ -197,8 +197,11 @@ class AdaptSession:
         self, model: KWSModel, label: str, rule: str = "tp", epochs: int = DEFAULT_EPOCHS, **hp
     ) -> None:
         self.model = model
-        self.new_label = label not in model.labels
-        self.index = model.add_label(label)
+        self.new_label = label not in model.labels and label not in model.enrolled_words()
+        # a label the classifier does not have, on a model with a word bank: a word of the
+        # user's own, enrolled as templates (model/words.py), not a new readout class
+        self.word = model.words is not None and label not in model.labels
+        self.index = -1 if self.word else model.add_label(label)
         self.label = label
         self.epochs = epochs
         self.rule = make(model, rule, **hp)
@@ -213,12 +216,14 @@ class AdaptSession:
         self.p_after: list[float] = []
 
     def hyperparameters(self) -> dict:
+        if self.word:
+            return {"enrolment": "templates", **self.model.words.to_config()["config"]}
         return self.rule.hyperparameters() | {"epochs": self.epochs}
 
     def feed(self, samples: torch.Tensor) -> int:
         """Consume audio (1-D float, 16 kHz); returns utterances learned so far."""
         speech = self.vad.speech(samples)
-        if self.norm_prior > 0:
+        if self.norm_prior > 0 or self.word:
             # windows of front-end frames: each is encoded when it is learned, after it has
             # moved the normalisation, so the stream's own encoding would be thrown away
             frames, fe = self.model.frontend.step(samples, self.stream.frontend)
@@ -240,12 +245,30 @@ class AdaptSession:
     def _learn(self, w: torch.Tensor) -> None:
         if self.norm_prior > 0:  # w: front-end frames; move the normalisation, then encode
             self.model.adapt_normalisation(w, self.norm_prior)
+        if self.word:
+            self._enrol(w)
+            return
+        if self.norm_prior > 0:
             w = self.model.encode_frames(w.unsqueeze(0))[0]
         self.p_before.append(self._prob(self.before, w))
         lab = torch.tensor([self.index])
         for _ in range(self.epochs):
             self.rule.run(w.unsqueeze(0), lab)
         self.p_after.append(self._prob(self.model.net, w))
+
+    def _enrol(self, frames: torch.Tensor) -> None:
+        """One recording of a word of the user's own: p(word) of it against the recordings
+        enrolled before (0 for the first: how consistent the recordings are), then stored."""
+        from .words import recording, word_probability
+
+        m, book = self.model, self.model.words
+        ratio = m.word_ratios(frames.unsqueeze(0))[0].get(self.label)
+        th = book.thresholds.get(self.label, book.cfg.threshold)
+        self.p_before.append(0.0 if ratio is None else
+                             word_probability(ratio, th, book.cfg.temperature))
+        m.words = book.enrol(self.label, *recording(m, frames, book.cfg))
+        after = m.word_ratios(frames.unsqueeze(0))[0][self.label]
+        self.p_after.append(word_probability(after, th, book.cfg.temperature))
 
     def finish(self) -> AdaptResult:
         for w in self.segmenter.flush():

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from safetensors.torch import load as st_load
@@ -24,6 +24,9 @@ from .encoder import init_state as encoder_init
 from .frontend import FrontEnd, FrontEndConfig, FrontEndState
 from .network import SNN, NetState
 from .neurons import LIFParams
+
+if TYPE_CHECKING:
+    from .words import WordBook
 
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
@@ -53,6 +56,9 @@ class ModelConfig:
     # empty: the detector's defaults. Written only when set, so a model without them keeps
     # the bytes (and sha256) it always had.
     detector: dict = field(default_factory=dict)
+    # words of the user's own (model.words.WordBook.to_config): settings, thresholds, counts;
+    # written only when the file carries a word bank
+    words: dict = field(default_factory=dict)
     # "snn" (every shipped model) or "dscnn": the non-spiking baseline of model/cnn.py, whose
     # sizes are in ``cnn``. Both written only for a CNN, so an SNN file keeps its bytes.
     arch: str = "snn"
@@ -69,6 +75,8 @@ class ModelConfig:
         }
         if self.detector:
             d["detector"] = self.detector
+        if self.words:
+            d["words"] = self.words
         if self.arch != "snn":
             d["arch"], d["cnn"] = self.arch, self.cnn
         return json.dumps(d, indent=2)
@@ -84,6 +92,7 @@ class ModelConfig:
             lif=LIFParams(**d["lif"]),
             meta=d.get("meta", {}),
             detector=d.get("detector") or {},
+            words=d.get("words") or {},
             arch=d.get("arch", "snn"),
             cnn=d.get("cnn") or {},
         )
@@ -137,6 +146,10 @@ class KWSModel:
         # replay bank for the readout: spike sums of a few training clips per class and
         # their labels (see model.adapt.build_replay); None if the model has none
         self.replay: tuple[torch.Tensor, torch.Tensor] | None = None
+        # words of the user's own and their cohort bank (model.words); None: the file has no
+        # bank, so a new label can only grow the readout
+        self.words: WordBook | None = None
+        self._spotter = None  # model.words.WordSpotter, rebuilt when the network changes
 
     @property
     def labels(self) -> list[str]:
@@ -219,12 +232,41 @@ class KWSModel:
     def predict(self, wave: torch.Tensor) -> list:
         """(label, probability) pairs, best first; for a batch (B, n) of clips with the same
         length, one such list per clip. The one prediction path of the CLI, the benchmarks and
-        the service (which batches concurrent requests through it)."""
-        p = self.probabilities(wave)
-        rows = [p] if p.dim() == 1 else list(p)
-        out = [[(self.labels[i], float(row[i])) for i in torch.argsort(row, descending=True)]
-               for row in rows]
-        return out[0] if p.dim() == 1 else out
+        the service (which batches concurrent requests through it). Words of the user's own
+        compete with the classes (:func:`model.words.combine`)."""
+        batch = wave if wave.dim() == 2 else wave.unsqueeze(0)
+        if not self.enrolled_words():
+            p = self.probabilities(batch)
+            out = [[(self.labels[i], float(row[i])) for i in torch.argsort(row, descending=True)]
+                   for row in p]
+        else:
+            from .words import combine
+
+            frames = self.frontend(batch)
+            x = self.encode_frames(frames)
+            with torch.no_grad():
+                self.net.eval()
+                p = torch.softmax(self.net(x)[0], dim=-1)
+            book = self.words
+            out = [combine(self.labels, row.tolist(), r, book.thresholds, book.cfg.temperature)
+                   for row, r in zip(p, self.word_ratios(frames, x), strict=True)]
+        return out[0] if wave.dim() == 1 else out
+
+    # ---- words of the user's own (model/words.py) ------------------------------------------
+    def enrolled_words(self) -> list[str]:
+        return list(self.words.words) if self.words is not None else []
+
+    def word_ratios(self, frames: torch.Tensor, x: torch.Tensor | None = None
+                    ) -> list[dict[str, float]]:
+        """Front-end frames (B, T, F) of whole clips → each clip's ratio per enrolled word."""
+        if self.words is None:
+            return [{} for _ in range(len(frames))]
+        from .words import WordSpotter
+
+        if self._spotter is None or self._spotter.stale(self.net, self.in_mean, self.words):
+            self._spotter = WordSpotter(self.words, self.net, self.in_mean)
+        spikes = self.net.spike_trains(self.encode_frames(frames) if x is None else x)
+        return [self._spotter.ratios(s, f) for s, f in zip(spikes, frames, strict=True)]
 
     # ---- growth --------------------------------------------------------------------------
     def add_label(self, label: str) -> int:
@@ -248,9 +290,13 @@ class KWSModel:
             t["norm.frames"] = torch.tensor([self.norm_frames], dtype=torch.float64)
         if self.replay is not None:
             t["replay.counts"], t["replay.labels"] = (r.contiguous() for r in self.replay)
+        if self.words is not None:
+            t.update(self.words.tensors())
         return t
 
     def to_bytes(self) -> bytes:
+        if self.words is not None:
+            self.config.words = self.words.to_config()
         return st_save(self.tensors(), metadata={"config": self.config.to_json()})
 
     @classmethod
@@ -276,6 +322,10 @@ class KWSModel:
             model.norm_frames = float(t["norm.frames"][0])
         if "replay.counts" in t:
             model.replay = (t["replay.counts"], t["replay.labels"])
+        if "words.bank.bits" in t:
+            from .words import WordBook
+
+            model.words = WordBook.from_tensors(t, config.words)
         return model
 
     def save(self, path: str | Path) -> str:

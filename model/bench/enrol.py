@@ -14,9 +14,7 @@ Each word starts from the given model.
 
 from __future__ import annotations
 
-import random
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +23,8 @@ from tqdm import tqdm
 
 from ..adapt import DEFAULT_EPOCHS, adapt_inputs
 from ..data import Clip, noise_recordings, scan, split
-from ..pipeline import SILENCE, KWSModel
-from ..words import WordConfig, ratio, sequence, speech_span
+from ..pipeline import SILENCE, KWSModel, batched
+from ..words import WordConfig, build_bank, dtw, sequence, speech_span, word_wins
 from .personalize import (
     CONDITIONS,
     eligible_speakers,
@@ -125,34 +123,53 @@ def holdout_backbone(data: str, words: tuple[str, ...] = HOLDOUT, path: str | No
 
 def word_sequences(model: KWSModel, clips: list[Clip], cfg: WordConfig, room=None,
                    cache: dict | None = None) -> list[np.ndarray]:
-    """Template sequences (:func:`model.words.sequence`) of whole clips."""
-    if not clips:
-        return []
-    f, _ = frame_clips(model, clips, room, cache)
-    out: list[np.ndarray] = []
-    for i in range(0, len(f), 128):
-        spikes = model.net.spike_trains(model.encode_frames(f[i:i + 128]))
-        out += [sequence(s, speech_span(fi, cfg), cfg) for s, fi in zip(spikes, f[i:i + 128],
-                                                                        strict=True)]
+    """Template sequences (:func:`model.words.sequence`) of whole clips; ``cache`` (a dict the
+    caller keeps) holds them by clip and room."""
+    cache = {} if cache is None else cache
+    tag = None if room is None else room.room.seed
+    todo = [c for c in clips if ("seq", str(c.path), tag) not in cache]
+    for i in range(0, len(todo), 128):
+        part = todo[i:i + 128]
+        f, _ = frame_clips(model, part, room)
+        spikes = model.net.spike_trains(model.encode_frames(f))
+        for c, s, fi in zip(part, spikes, f, strict=True):
+            cache[("seq", str(c.path), tag)] = sequence(s, speech_span(fi, cfg), cfg)
+    return [cache[("seq", str(c.path), tag)] for c in clips]
+
+
+def cohort_distances(model: KWSModel, clips: list[Clip], cfg: WordConfig, bank: list[np.ndarray],
+                     bank_speakers: list[str], room=None, cache: dict | None = None
+                     ) -> list[np.ndarray]:
+    """Each clip's sorted DTW distances to the bank entries of *other* speakers (a user is
+    never in the shipped bank, so neither is the clip's own speaker here)."""
+    cache = {} if cache is None else cache
+    tag = None if room is None else room.room.seed
+    out = []
+    for c, q in zip(clips, word_sequences(model, clips, cfg, room, cache), strict=True):
+        key = ("bank", str(c.path), tag)
+        if key not in cache:
+            refs = [b for b, s in zip(bank, bank_speakers, strict=True) if s != c.speaker]
+            cache[key] = np.sort(dtw(q, refs))
+        out.append(cache[key])
     return out
 
 
-def build_bank(clips: list[Clip], size: int, exclude: tuple[str, ...],
-               seed: int = 0) -> list[Clip]:
-    """The cohort bank's recordings: ``size`` speech clips of the training speakers, drawn
-    evenly over words, none of ``exclude`` (a benchmark's held-out words)."""
-    pool = [c for c in clips if c.word not in exclude and c.word != SILENCE]
-    rng = random.Random(seed)
-    rng.shuffle(pool)
-    by_word: dict[str, list[Clip]] = defaultdict(list)
-    for c in pool:
-        by_word[c.word].append(c)
-    chosen: list[Clip] = []
-    while len(chosen) < min(size, len(pool)):
-        for w in sorted(by_word):
-            if by_word[w] and len(chosen) < size:
-                chosen.append(by_word[w].pop())
-    return chosen
+def class_probabilities(model: KWSModel, clips: list[Clip], room=None, cache: dict | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's best-class posterior and its class index for each whole clip."""
+    cache = {} if cache is None else cache
+    tag = None if room is None else room.room.seed
+    todo = [c for c in clips if ("probs", str(c.path), tag) not in cache]
+    if todo:
+        f, _ = frame_clips(model, todo, room)
+        with torch.no_grad():
+            model.net.eval()
+            probs = batched(lambda xb: model.net(xb)[0].softmax(1), model.encode_frames(f))
+        for c, p in zip(todo, probs, strict=True):
+            cache[("probs", str(c.path), tag)] = (float(p.max()), int(p.argmax()))
+    got = [cache[("probs", str(c.path), tag)] for c in clips]
+    return (np.array([g[0] for g in got], dtype=np.float64),
+            np.array([g[1] for g in got], dtype=np.int64))
 
 
 def bench_enrol_words(
@@ -210,8 +227,7 @@ def bench_enrol_words(
     cache: dict = {}
     t0 = time.time()
     bank = word_sequences(model, bank_clips, cfg, cache=cache)
-    bank_spk = np.array([c.speaker for c in bank_clips])
-    own_classes = [lbl for lbl in model.labels]
+    bank_spk = [c.speaker for c in bank_clips]
     sweep = sorted(set(thresholds) | {cfg.threshold})
     rows = []
     for spk, w, mine in tqdm(pairs, desc=f"enrol {shots}-shot {condition}", disable=not progress):
@@ -226,26 +242,30 @@ def bench_enrol_words(
         others = [c for c in pool if c.speaker != spk]
         others = others[::max(1, len(others) // others_clips)][:others_clips]
         templates = word_sequences(model, support, cfg, room, cache)
-        cohort = [b for b, s in zip(bank, bank_spk, strict=True) if s != spk]  # not their voice
         r_query, r_own, r_others = (
-            np.array([ratio(q, templates, cohort, cfg.cohort)
-                      for q in word_sequences(model, group, cfg, room, cache)])
+            np.array([float(dtw(q, templates).min()) / max(float(d[:cfg.cohort].mean()), 1e-6)
+                      for q, d in zip(word_sequences(model, group, cfg, room, cache),
+                                      cohort_distances(model, group, cfg, bank, bank_spk, room,
+                                                       cache), strict=True)])
             for group in (query, own, others))
+        (p_query, _), (p_own, _), (p_others, pred) = (
+            class_probabilities(model, group, room, cache) for group in (query, own, others))
         said = np.array([c.word == w for c in others], dtype=bool)
         known = np.array([c.word not in words for c in others], dtype=bool)  # the model's classes
-        y = torch.tensor([own_classes.index(c.label(own_classes)) for c in others])
-        fo, _ = frame_clips(model, others, room, cache)
-        pred = predict_inputs(model, model.encode_frames(fo))
-        right = (pred == y).numpy() & known
+        y = np.array([model.labels.index(c.label(model.labels)) for c in others])
+        right = (pred == y) & known
         row = {"speaker": spk, "word": w, "n_support": len(support), "n_query": len(query),
                "n_own_other_words": len(own), "n_others": int((~said).sum()),
                "n_others_said_word": int(said.sum()), "n_accuracy": int(known.sum()),
                "accuracy_before": float(right.sum() / max(1, known.sum())), "at": {}}
         for th in sweep:
-            fires = r_others < th
+            def wins(r: np.ndarray, p: np.ndarray, th: float = th) -> np.ndarray:
+                return word_wins(r, p, th, cfg.temperature)
+
+            fires = wins(r_others, p_others)
             row["at"][f"{th:g}"] = {
-                "detection": float((r_query < th).mean()),
-                "false_accepts_own": float((r_own < th).mean()) if len(own) else None,
+                "detection": float(wins(r_query, p_query).mean()),
+                "false_accepts_own": float(wins(r_own, p_own).mean()) if len(own) else None,
                 "false_accepts_others": float(fires[~said].mean()) if (~said).any() else None,
                 "detection_others_said_word": float(fires[said].mean()) if said.any() else None,
                 "accuracy_after": float((right & ~fires).sum() / max(1, known.sum())),

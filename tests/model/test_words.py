@@ -99,3 +99,77 @@ def test_held_out_word_bench_refuses_a_backbone_that_knows_the_word(small_model_
 
     with pytest.raises(ValueError, match="trained with"):
         holdout_backbone(DATA, ("no",), path=str(small_model_path))
+
+
+# ---- the product path: a model file with a word bank, /adapt's session, predict ----------------
+def _clip(word: str, utt: int) -> torch.Tensor:
+    from tracekws.model.audio import load
+
+    return load(f"{DATA}/{word}/4c6167ca_nohash_{utt}.flac")
+
+
+@pytest.fixture(scope="module")
+def banked(shipped_model_path) -> bytes:
+    """The shipped network with a bank of the tests' training-side clips (not speaker
+    4c6167ca's "no", which the tests enrol)."""
+    from tracekws.model.words import with_bank
+
+    m = KWSModel.load(shipped_model_path)
+    m.words = with_bank(m, DATA, size=30, exclude=("no",), val_percent=0)
+    return m.to_bytes()
+
+
+def _enrol(model: KWSModel, word: str, clips: list[torch.Tensor]):
+    from tracekws.model.adapt import AdaptSession
+
+    s = AdaptSession(model, word)
+    for c in clips:
+        s.feed(c)
+    return s.finish()
+
+
+def test_a_new_label_on_a_banked_model_is_enrolled_as_templates_and_detected(banked):
+    m = KWSModel.from_bytes(banked)
+    labels = list(m.labels)
+    res = _enrol(m, "marvin", [_clip("no", u) for u in range(3)])
+    assert res.new_label and res.utterances == 3 and res.hyperparameters["enrolment"] == "templates"
+    assert m.labels == labels and m.enrolled_words() == ["marvin"]  # no readout class grown
+    # the same voice saying it a fourth time is the word; their other words are not
+    assert m.predict(_clip("no", 3))[0][0] == "marvin"
+    for word in ("yes", "up", "left", "stop", "go"):
+        assert m.predict(_clip(word, 0))[0][0] == word
+    # the version carries the word, its recordings and threshold through its bytes
+    again = KWSModel.from_bytes(m.to_bytes())
+    assert again.config.words["words"]["marvin"]["recordings"] == 3
+    assert again.predict(_clip("no", 3))[0][0] == "marvin"
+    probs = dict(again.predict(_clip("no", 3)))
+    assert abs(sum(probs.values()) - 1.0) < 1e-5
+
+
+def test_a_model_without_a_bank_still_grows_the_readout(small_model_path):
+    m = KWSModel.load(small_model_path)
+    res = _enrol(m, "marvin", [_clip("no", 0)])
+    assert res.new_label and "marvin" in m.labels and m.words is None
+
+
+def test_the_decision_of_combine_is_word_wins():
+    from tracekws.model.words import combine, word_wins
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        probs = rng.dirichlet(np.ones(4)).tolist()
+        r = float(rng.uniform(0.3, 1.3))
+        ranked = combine(["a", "b", "c", "d"], probs, {"w": r}, {"w": 0.8}, 0.05)
+        assert (ranked[0][0] == "w") == bool(word_wins(r, max(probs), 0.8, 0.05))
+        assert abs(sum(p for _, p in ranked) - 1) < 1e-9
+
+
+def test_the_spotter_follows_a_change_of_the_hidden_weights(banked):
+    m = KWSModel.from_bytes(banked)
+    _enrol(m, "marvin", [_clip("no", 0)])
+    before = m.word_ratios(m.frontend(_clip("no", 1)[None]))[0]["marvin"]
+    spotter = m._spotter
+    with torch.no_grad():
+        m.net.w_rec.mul_(0.5)
+    after = m.word_ratios(m.frontend(_clip("no", 1)[None]))[0]["marvin"]
+    assert m._spotter is not spotter and after != before
