@@ -93,12 +93,21 @@ def cmd_bench(a: argparse.Namespace) -> int:
                           a.max_speakers, a.seconds, a.model, a.epochs, a.val_percent,
                           progress=not a.json, speakers=a.speakers, condition=a.condition,
                           seed=a.seed)
-    elif a.what == "enrol":
+    elif a.what == "enrol" and a.protocol == "other-speakers":
         from tracekws.model.bench.enrol import bench_enrol
 
         res = bench_enrol(_model(a.model), a.data, int(a.shots), [w for w in a.words.split(",")
                                                                   if w], a.rule, a.val_percent,
                           a.epochs, progress=not a.json)
+    elif a.what == "enrol":
+        from tracekws.model.bench.enrol import HOLDOUT, bench_enrol_words, holdout_backbone
+
+        backbone = holdout_backbone(a.data, HOLDOUT, a.backbone, progress=not a.json)
+        speakers = "report" if a.speakers == "val" else a.speakers
+        res = {"command": " ".join(["tracekws", *sys.argv[1:]]), "runs": [
+            bench_enrol_words(backbone, a.data, int(k), HOLDOUT, speakers, a.condition, a.seed,
+                              progress=not a.json)
+            for k in a.shots.split(",")]}
     elif a.what == "macs":
         from tracekws.model.bench.macs import bench_macs
 
@@ -126,6 +135,21 @@ def cmd_bench(a: argparse.Namespace) -> int:
     else:  # pragma: no cover - argparse restricts choices
         raise SystemExit(f"unknown benchmark {a.what}")
     print(json.dumps(res) if a.json else json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_words_bank(a: argparse.Namespace) -> int:
+    """Give a model file the cohort bank that words of the user's own are judged against."""
+    from tracekws.model.words import WordConfig, with_bank
+
+    model = _model(a.model)
+    if model.words is not None and model.enrolled_words():
+        raise SystemExit(f"{a.model}: has enrolled words {model.enrolled_words()}; a bank is "
+                         "added to a base model")
+    model.words = with_bank(model, a.data, a.size, seed=a.seed, cfg=WordConfig())
+    sha = model.save(a.out)
+    print(json.dumps({"model": str(Path(a.out).with_suffix(".safetensors")), "sha256": sha,
+                      "bank": len(model.words.bank), "bytes": len(model.to_bytes())}))
     return 0
 
 
@@ -232,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rules", default="", help="rules: comma-separated subset (default: all)")
     b.add_argument("--max-speakers", type=int, default=0,
                    help="personalize, rules: first N speakers only")
-    b.add_argument("--speakers", default="val", choices=["val", "tune", "report", "all"],
+    b.add_argument("--speakers", default="val", choices=["val", "tune", "report", "train", "all"],
                    help="personalize, rules: who is new (tune/report: the two halves of the "
                         "validation speakers; all: every eligible speaker of the folder)")
     b.add_argument("--condition", default="clean", choices=["clean", "room"],
@@ -241,7 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-clips", type=int, default=10,
                    help="personalize: keyword clips a speaker needs to be benchmarked")
     b.add_argument("--classes", default="12,36,100,1000", help="classes: readout sizes")
-    b.add_argument("--words", default="", help="enrol: comma-separated words (default: digits)")
+    b.add_argument("--words", default="",
+                   help="enrol --protocol other-speakers: comma-separated words (default: digits)")
+    b.add_argument("--protocol", default="held-out", choices=["held-out", "other-speakers"],
+                   help="enrol: a word the backbone never heard, enrolled and queried by the same "
+                        "speaker (--shots 1,3,5; --speakers report by default); or a digit "
+                        "enrolled by the shipped model and queried on other speakers")
+    b.add_argument("--backbone", default=None,
+                   help="enrol: the held-out backbone (default: the cached one under "
+                        "~/.cache/tracekws/enrol, trained by the shipped recipe if absent)")
     b.add_argument("--batches", default="1,16", help="classes: batch sizes")
     b.add_argument("--shots", default="1")
     b.add_argument("--val-percent", type=int, default=None,
@@ -267,6 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "tune-calibrated per-keyword thresholds and refractory time "
                         "(MODEL.safetensors + .json; used by /stream, wyoming and listen)")
     b.set_defaults(func=cmd_bench)
+
+    wd = sub.add_parser("words", help="words of the user's own (templates matched on the "
+                                      "hidden layer; see docs/enrol.md)")
+    wsub = wd.add_subparsers(dest="words_cmd", required=True)
+    wb = wsub.add_parser("bank", help="write a copy of a model with a cohort bank of its "
+                                      "training speakers' words (what /adapt needs to enrol a "
+                                      "new word as templates)")
+    wb.add_argument("--data", required=True)
+    wb.add_argument("--model")
+    wb.add_argument("--out", required=True)
+    wb.add_argument("--size", type=int, default=200)
+    wb.add_argument("--seed", type=int, default=0)
+    wb.set_defaults(func=cmd_words_bank)
 
     dt = sub.add_parser("data", help="make data folders (synth: speech from offline TTS)")
     from tracekws.model.synth import add_parser as add_synth_parser
