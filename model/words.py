@@ -43,11 +43,12 @@ class WordConfig:
     hop: int = 4  # frames between two pooled steps (40 ms)
     trim_nats: float = 3.0  # speech = frames within this of the loudest frame's log-mel energy
     margin: int = 5  # frames kept around the speech
-    cohort: int = 1  # nearest bank entries averaged for the normalisation
-    threshold: float = 0.8  # ratio (template distance / cohort distance) at which p(word) = ½
+    cohort: int = 5  # nearest bank entries averaged for the normalisation
+    threshold: float = 0.68  # ratio (template distance / cohort distance) at which p(word) = ½
     temperature: float = 0.05  # ratio units per e-fold of p(word)/(1 − p(word))
     max_templates: int = 8  # recordings kept per word (the newest)
     max_frames: int = 200  # frames of one recording kept (2 s)
+    bank_room_share: float = 0.0  # bank entries heard through simulated rooms (bank_conditions)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -298,10 +299,43 @@ def recording(model, frames: torch.Tensor, cfg: WordConfig) -> tuple[torch.Tenso
     return x.round().clamp(0, 1), speech_span(frames, cfg)
 
 
+BANK_ROOMS = 8  # simulated rooms some bank entries are heard through
+BANK_ROOM_SEED = 2 * 10**9  # their seeds: apart from the benchmarks' rooms and training's (10⁹ + i)
+
+
+def bank_conditions(n: int, room_share: float) -> list[int | None]:
+    """For each of ``n`` bank entries, the bank room it is heard through (None: as recorded):
+    a share ``room_share`` of them, spread evenly, cycling over the rooms.
+
+    Why: the cohort must sound like the device's audio. A reverberant, noisy utterance is far
+    from every clean bank entry, so a clean-only bank makes every word look close in a room
+    (a ratio far below the threshold) and the word fires on everything said there.
+    """
+    out: list[int | None] = []
+    k = 0
+    for i in range(n):
+        if int((i + 1) * room_share) > int(i * room_share):
+            out.append(k % BANK_ROOMS)
+            k += 1
+        else:
+            out.append(None)
+    return out
+
+
+def bank_room_simulators(data: str) -> list:
+    """The bank's rooms (model.room), with the folder's background noise."""
+    from .data import noise_recordings
+    from .room import RoomSimulator, sample_room
+
+    noise = noise_recordings(data)
+    return [RoomSimulator(sample_room(BANK_ROOM_SEED + j), noise) for j in range(BANK_ROOMS)]
+
+
 def with_bank(model, data: str, size: int = 200, exclude: tuple[str, ...] = (), seed: int = 0,
               cfg: WordConfig | None = None, val_percent: int | None = None) -> WordBook:
     """A word book for ``model`` with a cohort bank of ``size`` clips of its training speakers
-    in ``data`` (never the validation speakers; none of ``exclude``) and no words yet."""
+    in ``data`` (never the validation speakers; none of ``exclude``; a share
+    ``cfg.bank_room_share`` heard through simulated rooms) and no words yet."""
     cfg = cfg or WordConfig()
     if val_percent is None:
         val_percent = int(model.config.meta.get("training", {}).get("val_percent", 20))
@@ -310,8 +344,15 @@ def with_bank(model, data: str, size: int = 200, exclude: tuple[str, ...] = (), 
         raise ValueError(f"no training-side speech in {data} for a word bank")
     n_in = model.net.sizes[0]
     bank = Recordings.empty(n_in)
+    waves = load_waves(clips, progress=False)
+    conditions = bank_conditions(len(clips), cfg.bank_room_share)
+    if any(c is not None for c in conditions):
+        rooms = bank_room_simulators(data)
+        for i, c in enumerate(conditions):
+            if c is not None:
+                waves[i] = rooms[c].apply_clips(waves[i:i + 1], clips[i:i + 1])[0]
     with torch.no_grad():
-        frames = model.frontend(load_waves(clips, progress=False))
+        frames = model.frontend(waves)
     for f in frames:
         bank = bank.add(*recording(model, f, cfg), keep=len(clips))
     return WordBook(cfg, bank, {}, {})

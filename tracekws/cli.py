@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     wb.add_argument("--data", required=True)
     wb.add_argument("--model")
     wb.add_argument("--out", required=True)
-    wb.add_argument("--size", type=int, default=200)
+    wb.add_argument("--size", type=int, default=400)
     wb.add_argument("--seed", type=int, default=0)
     wb.set_defaults(func=cmd_words_bank)
 

@@ -24,7 +24,16 @@ from tqdm import tqdm
 from ..adapt import DEFAULT_EPOCHS, adapt_inputs
 from ..data import Clip, noise_recordings, scan, split
 from ..pipeline import SILENCE, KWSModel, batched
-from ..words import WordConfig, build_bank, dtw, sequence, speech_span, word_wins
+from ..words import (
+    WordConfig,
+    bank_conditions,
+    bank_room_simulators,
+    build_bank,
+    dtw,
+    sequence,
+    speech_span,
+    word_wins,
+)
 from .personalize import (
     CONDITIONS,
     eligible_speakers,
@@ -96,7 +105,7 @@ def bench_enrol(
 
 # ---- the held-out-word protocol (a word of the user's own) ----------------------------------
 HOLDOUT = ("yes", "no")  # the two keywords most speakers of the folder say ≥ 5 times (34, 31)
-WORD_SPEAKER_SETS = ("tune", "report", "train", "all")
+WORD_SPEAKER_SETS = ("tune", "report", "val", "train", "all")
 
 
 def holdout_backbone_path(words: tuple[str, ...] = HOLDOUT) -> Path:
@@ -181,7 +190,7 @@ def bench_enrol_words(
     condition: str = "clean",
     seed: int = 0,
     cfg: WordConfig | None = None,
-    bank_size: int = 100,
+    bank_size: int = 400,
     others_clips: int = 400,
     val_percent: int = 20,
     progress: bool = True,
@@ -226,7 +235,10 @@ def bench_enrol_words(
     noise = noise_recordings(data) if condition == "room" else []
     cache: dict = {}
     t0 = time.time()
-    bank = word_sequences(model, bank_clips, cfg, cache=cache)
+    conditions = bank_conditions(len(bank_clips), cfg.bank_room_share)
+    bank_sims = bank_room_simulators(data) if any(c is not None for c in conditions) else []
+    bank = [word_sequences(model, [c], cfg, None if k is None else bank_sims[k], cache)[0]
+            for c, k in zip(bank_clips, conditions, strict=True)]
     bank_spk = [c.speaker for c in bank_clips]
     sweep = sorted(set(thresholds) | {cfg.threshold})
     rows = []
