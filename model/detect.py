@@ -17,8 +17,18 @@ in its config, written by ``tracekws bench stream --calibrated-out``) or with a 
 version (the service stores them): :class:`DetectorSettings` is their one format and
 validation, :meth:`DetectorSettings.apply` turns them into a :class:`DetectorConfig`.
 
+Words of the user's own (model/words.py) are not readout classes: they are heard per
+utterance, as a clip is. When the model has any, the detector also runs /adapt's segmenter
+(silero-vad and the energy rule, model/adapt.py ``Segmenter``) on the stream's front-end frames;
+each utterance it closes (350 ms after the speech ends) is a 1 s window of frames that goes
+through :meth:`KWSModel.predict_frames`, the path of ``/predict``, from a fresh network state.
+A word is detected when it is that window's top label, so a word fires in a stream exactly when
+``/predict`` on the utterance would name it, and once per utterance. The detection comes with
+the chunk that closes the utterance (``time`` is the end of that chunk).
+
 State is bounded: the stream state of the front end/encoder/network, a ring of ``window``
-readout currents and a ring of ``smooth`` posteriors; nothing grows with the stream length.
+readout currents and a ring of ``smooth`` posteriors (with words: the VAD's state and the
+segmenter's ring of 1.6 s of frames); nothing grows with the stream length.
 """
 
 from __future__ import annotations
@@ -32,8 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .adapt import Segmenter
 from .audio import SAMPLE_RATE
 from .pipeline import SILENCE, UNKNOWN, KWSModel
+from .vad import HANG as VAD_HANG
+from .vad import LOUD as VAD_LOUD
+from .vad import SileroVAD
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,8 @@ class DetectorConfig:
     # per-label thresholds (calibrated, e.g. by `tracekws bench stream`); labels not given use
     # ``threshold``, labels the model lacks are ignored (a profile may not have them yet)
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    # words of the user's own that may fire (None: every word the model has; () : none)
+    words: tuple[str, ...] | None = None
 
 
 MAX_REFRACTORY = 10.0  # s; longer would swallow a keyword said again a few seconds later
@@ -226,33 +242,53 @@ class Trigger:
     """The thresholding and refractory logic of the detector, on smoothed posteriors.
 
     One implementation for the live detector and for offline threshold sweeps: a frame fires
-    the keyword with the highest posterior among those above their own threshold and not
-    suppressed; that keyword is then suppressed for ``refractory_frames`` frames. State (when
-    each keyword may fire again) carries over between calls, so feeding a stream in chunks
-    equals feeding it whole.
+    the keyword with the highest posterior among those above their own threshold and *armed*;
+    that keyword is then disarmed until both ``refractory_frames`` frames have passed and its
+    posterior has dropped to its threshold or below (re-arming). Why both: one word keeps the
+    posterior of a ~1 s integration window high for up to 1.3 s, so a refractory time alone
+    either fires twice on one utterance (1.0 s: 9 of the 57 test clips) or swallows a word
+    said again soon after; a posterior that has not fallen since the detection is still the
+    same utterance. State (when each keyword may fire again) carries over between calls, so
+    feeding a stream in chunks equals feeding it whole.
     """
 
     def __init__(self, thresholds: np.ndarray, refractory_frames: int) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.refractory_frames = int(refractory_frames)
-        self.suppressed_until = np.zeros(len(self.thresholds), dtype=np.int64)
+        n = len(self.thresholds)
+        self.suppressed_until = np.zeros(n, dtype=np.int64)
+        self.rearmed_at = np.zeros(n, dtype=np.float64)  # frame it re-arms; inf: not yet known
+        self.reset()
 
     def reset(self) -> None:
         self.suppressed_until[:] = 0
+        self.rearmed_at[:] = 0.0
 
     def __call__(self, posteriors: np.ndarray, first_frame: int) -> list[tuple[int, int, float]]:
         """(frame, keyword column, posterior) of each firing; ``posteriors`` (n, keywords) are
         frames ``first_frame`` .. ``first_frame + n - 1`` (frame numbers count from 1)."""
         post = np.asarray(posteriors, dtype=np.float64)  # compare as float64, like float(p) > t
+        n = len(post)
         over = post > self.thresholds
+        # next_below[r, k]: the first row ≥ r where keyword k is at or below its threshold (n:
+        # none in this chunk); a fired keyword re-arms there
+        rows = np.where(over, n, np.arange(n)[:, None])
+        next_below = np.minimum.accumulate(rows[::-1], axis=0)[::-1]
+        next_below = np.vstack([next_below, np.full((1, over.shape[1]), n)])
+        pending = np.isinf(self.rearmed_at)
+        if pending.any() and n:
+            at = next_below[0, pending]
+            self.rearmed_at[pending] = np.where(at < n, first_frame + at, np.inf)
         out = []
         for r in np.flatnonzero(over.any(axis=1)).tolist():
             frame = first_frame + r
-            ok = over[r] & (frame >= self.suppressed_until)
+            ok = over[r] & (frame >= self.suppressed_until) & (frame >= self.rearmed_at)
             if not ok.any():
                 continue
             k = int(np.argmax(np.where(ok, post[r], -np.inf)))
             self.suppressed_until[k] = frame + self.refractory_frames
+            below = int(next_below[r + 1, k])
+            self.rearmed_at[k] = first_frame + below if below < n else np.inf
             out.append((frame, k, float(post[r, k])))
         return out
 
@@ -285,6 +321,11 @@ class Detector:
         self.currents = torch.zeros(cfg.window, c)
         self.posteriors = torch.zeros(cfg.smooth, c)
         self.zero_m = torch.zeros(1, c)
+        enrolled = model.enrolled_words()
+        self.words = [w for w in enrolled if cfg.words is None or w in cfg.words]
+        self.n_mels = fe.n_mels
+        self.vad = SileroVAD(frontend=fe) if self.words else None
+        self.utterances: list[torch.Tensor] = []  # closed, not yet heard (front-end frames)
         self.reset()
 
     def reset(self) -> None:
@@ -297,6 +338,10 @@ class Detector:
         self.odd = b""  # a dangling byte of an int16 sample split across messages
         self.trigger.reset()
         self.last_posterior = torch.zeros(len(self.labels))
+        if self.vad is not None:
+            self.vad.reset()
+            self.segmenter = Segmenter(hang=VAD_HANG, loud=VAD_LOUD)
+            self.utterances.clear()
 
     @property
     def seconds(self) -> float:
@@ -325,7 +370,14 @@ class Detector:
         samples = self._samples(pcm)
         if samples.numel() == 0:
             return torch.zeros(0, len(self.labels))
-        x, self.stream = self.model.stream_inputs(samples, self.stream)
+        if self.vad is None:
+            x, self.stream = self.model.stream_inputs(samples, self.stream)
+        else:
+            speech = self.vad.speech(samples)
+            frames, x, self.stream = self.model.stream(samples, self.stream)
+            if frames.shape[1]:
+                energy = torch.logsumexp(frames[0, :, : self.n_mels], dim=1)
+                self.utterances += self.segmenter.push(energy, frames[0], speech)
         net, cfg = self.model.net, self.config
         out = torch.zeros(x.shape[1], len(self.labels))
         for t in range(x.shape[1]):
@@ -350,7 +402,24 @@ class Detector:
         first = self.frame - len(smoothed) + 1
         fired = self.trigger(smoothed[:, self.keyword_idx].numpy(), first)
         return [Detection(self.labels[self.keyword_idx[k]], round(p, 4),
-                          round(self.frame_end(f), 3)) for f, k, p in fired]
+                          round(self.frame_end(f), 3)) for f, k, p in fired] + self._words()
+
+    def flush(self) -> list[Detection]:
+        """End of the stream (a file, a Wyoming audio-stop): hear an utterance still open."""
+        if self.vad is None:
+            return []
+        self.utterances += self.segmenter.flush()
+        return self._words()
+
+    def _words(self) -> list[Detection]:
+        """Hear each closed utterance as a clip; a word that tops it is detected."""
+        found = []
+        for frames in self.utterances:
+            label, p = self.model.predict_frames(frames.unsqueeze(0))[0][0]
+            if label in self.words:
+                found.append(Detection(label, round(p, 4), round(self.seconds, 3)))
+        self.utterances.clear()
+        return found
 
     def state_bytes(self) -> int:
         """Bytes of per-stream state (bounded; for tests and monitoring)."""
@@ -359,4 +428,7 @@ class Detector:
         ts += [fe.tail] + [t for t in (fe.hist, fe.dhist) if t is not None]
         if self.stream.encoder.u is not None:
             ts.append(self.stream.encoder.u)
+        if self.vad is not None:
+            ts += [xt for _, xt in self.segmenter.ring] + self.utterances
+            ts += [t for t in vars(self.vad).values() if isinstance(t, torch.Tensor)]
         return sum(t.numel() * t.element_size() for t in ts)

@@ -235,22 +235,26 @@ class KWSModel:
         the service (which batches concurrent requests through it). Words of the user's own
         compete with the classes (:func:`model.words.combine`)."""
         batch = wave if wave.dim() == 2 else wave.unsqueeze(0)
-        if not self.enrolled_words():
-            p = self.probabilities(batch)
-            out = [[(self.labels[i], float(row[i])) for i in torch.argsort(row, descending=True)]
-                   for row in p]
-        else:
-            from .words import combine
-
-            frames = self.frontend(batch)
-            x = self.encode_frames(frames)
-            with torch.no_grad():
-                self.net.eval()
-                p = torch.softmax(self.net(x)[0], dim=-1)
-            book = self.words
-            out = [combine(self.labels, row.tolist(), r, book.thresholds, book.cfg.temperature)
-                   for row, r in zip(p, self.word_ratios(frames, x), strict=True)]
+        out = self.predict_frames(self.frontend(batch))
         return out[0] if wave.dim() == 1 else out
+
+    @torch.no_grad()
+    def predict_frames(self, frames: torch.Tensor) -> list[list[tuple[str, float]]]:
+        """Front-end frames (B, T, F) of whole clips → one ranked (label, p) list per clip.
+
+        :meth:`predict` after the front end; the streaming detector calls it on the frames of
+        one utterance to hear words of the user's own as a clip would be heard."""
+        x = self.encode_frames(frames)
+        self.net.eval()
+        p = torch.softmax(self.net(x)[0], dim=-1)
+        if not self.enrolled_words():
+            return [[(self.labels[i], float(row[i])) for i in torch.argsort(row, descending=True)]
+                    for row in p]
+        from .words import combine
+
+        book = self.words
+        return [combine(self.labels, row.tolist(), r, book.thresholds, book.cfg.temperature)
+                for row, r in zip(p, self.word_ratios(frames, x), strict=True)]
 
     # ---- words of the user's own (model/words.py) ------------------------------------------
     def enrolled_words(self) -> list[str]:

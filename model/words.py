@@ -25,6 +25,7 @@ rule that adapts the hidden layer does not leave stale templates). State is boun
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -34,6 +35,9 @@ import torch
 
 from .data import SILENCE, Clip, load_waves, scan, split
 
+# the largest threshold a word may be given: a ratio above 1 is a clip nearer other words than
+# the word's own recordings, so past 2 a word would fire on almost anything said
+MAX_THRESHOLD = 2.0
 N_ENERGY = 40  # log-mel bands at the front of a front-end frame (the rest are deltas)
 
 
@@ -208,6 +212,22 @@ class WordBook:
         words = {**self.words, word: old.add(spikes, span, self.cfg.max_templates)}
         return WordBook(self.cfg, self.bank, words,
                         {**self.thresholds, word: self.thresholds.get(word, self.cfg.threshold)})
+
+    def with_threshold(self, word: str, threshold: float) -> WordBook:
+        """A new book in which ``word`` fires below ``threshold`` (a ratio: lower is stricter,
+        fewer false accepts and more misses; ``WordConfig.threshold`` is the tuned default)."""
+        if word not in self.words:
+            raise KeyError(word)
+        if not (math.isfinite(threshold) and 0.0 < threshold <= MAX_THRESHOLD):
+            raise ValueError(f"a word's threshold is a ratio in (0, {MAX_THRESHOLD:g}]")
+        return WordBook(self.cfg, self.bank, self.words, {**self.thresholds, word: threshold})
+
+    def without(self, word: str) -> WordBook:
+        """A new book without ``word`` (its recordings and threshold are dropped)."""
+        if word not in self.words:
+            raise KeyError(word)
+        return WordBook(self.cfg, self.bank, {w: r for w, r in self.words.items() if w != word},
+                        {w: t for w, t in self.thresholds.items() if w != word})
 
     def to_config(self) -> dict:
         return {"config": self.cfg.to_dict(), "bank": len(self.bank),

@@ -183,3 +183,34 @@ def test_a_keyword_threshold_of_one_silences_only_that_keyword(model, audio):
     assert Detector(m, choice.config).feed(audio) == []
     choice = detector_config(m, {"thresholds": {"no": 1.0}}, DetectorConfig())
     assert {d.label for d in Detector(m, choice.config).feed(audio)} == {"yes"}
+
+
+def test_a_keyword_re_arms_only_after_its_posterior_falls():
+    """Refractory time alone re-fires on a posterior that stays high (one long utterance);
+    the trigger waits until the posterior has dropped to the threshold, then fires again."""
+    import numpy as np
+    from tracekws.model.detect import Trigger
+
+    post = np.array([[0.2], [0.9], [0.9], [0.9], [0.9], [0.9], [0.4], [0.8], [0.3]])
+    assert [f for f, _, _ in Trigger(np.array([0.5]), 2)(post, 1)] == [2, 8]
+    # the refractory time still counts when the posterior falls and rises at once
+    assert [f for f, _, _ in Trigger(np.array([0.5]), 7)(post, 1)] == [2]
+    # chunk by chunk equals all at once, with the re-arm point in a later chunk
+    rng = np.random.default_rng(0)
+    many = rng.uniform(0, 1, (400, 3)) ** 0.3
+    whole = Trigger(np.array([0.6, 0.7, 0.8]), 5)(many, 1)
+    for size in (1, 7, 64):
+        t, got = Trigger(np.array([0.6, 0.7, 0.8]), 5), []
+        for i in range(0, len(many), size):
+            got += t(many[i : i + size], i + 1)
+        assert got == whole and len(got) > 10
+
+
+def test_a_real_clip_fires_once_even_with_a_short_refractory_time(shipped_model_path):
+    """Each test keyword clip in 1 s of silence either side; with only 0.5 s of refractory
+    time the old trigger fired twice on every one of them (scripts/double-firing.py)."""
+    m = KWSModel.load(shipped_model_path)
+    pad = torch.zeros(16_000)
+    for word in ("yes", "on", "off", "go"):
+        dets = Detector(m, refractory=0.5).feed(torch.cat([pad, wave(word, 0), pad, pad]))
+        assert [d.label for d in dets] == [word]

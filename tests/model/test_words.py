@@ -188,3 +188,40 @@ def test_word_defaults_are_the_ones_the_tune_sweep_chose():
     m = KWSModel.load()
     assert len(m.words.bank) == chosen["bank_size"]
     assert m.words.cfg.threshold == chosen["threshold"] and m.words.cfg.cohort == chosen["cohort"]
+
+
+# ---- words in the streaming detector (model/detect.py) ----------------------------------------
+def test_the_stream_detector_hears_a_word_once_per_utterance_as_predict_would(banked):
+    from tracekws.model.detect import Detector
+
+    m = KWSModel.from_bytes(banked)
+    _enrol(m, "marvin", [_clip("no", u) for u in range(3)])
+    gap = torch.zeros(16_000)
+    said = ["no", "yes", "up", "stop"]  # only the first is the enrolled word's fourth take
+    parts, ends = [gap], []
+    for word in said:
+        parts += [_clip(word, 3), gap]
+        ends.append(sum(len(p) for p in parts) / 16_000)
+    wave = torch.cat(parts)
+    det = Detector(m, threshold=1.0)  # no class keyword fires: only words are left
+    found = [d for i in range(0, len(wave), 1600) for d in det.feed(wave[i : i + 1600])]
+    found += det.flush()
+    assert [d.label for d in found] == ["marvin"]
+    # heard after the utterance closes (350 ms of non-speech), before the next word starts
+    assert ends[0] - 1.0 < found[0].time < ends[0] + 0.2
+    assert 0.5 < found[0].probability <= 1.0
+    # the same stream with the word switched off; a model without words runs no VAD at all
+    off = Detector(m, threshold=1.0, words=())
+    assert not [d for i in range(0, len(wave), 1600) for d in off.feed(wave[i : i + 1600])]
+    assert off.vad is None and Detector(KWSModel.from_bytes(banked)).vad is None
+
+
+def test_an_utterance_still_open_at_the_end_is_heard_on_flush(banked):
+    from tracekws.model.detect import Detector
+
+    m = KWSModel.from_bytes(banked)
+    _enrol(m, "marvin", [_clip("no", u) for u in range(3)])
+    det = Detector(m, threshold=1.0)
+    assert det.feed(torch.cat([torch.zeros(8000), _clip("no", 3)])) == []
+    assert [d.label for d in det.flush()] == ["marvin"]
+    assert det.flush() == []
