@@ -54,14 +54,6 @@ log = logging.getLogger("tracekws.listen")
 
 WEBHOOK_ENV = "TRACEKWS_ON_DETECT_URL"
 CHUNK_SECONDS = 0.1  # audio per read: what a microphone delivers per callback, and file pacing
-# A 1 s refractory period re-fires on the same utterance: the detector integrates the readout
-# over ~1 s and smooths posteriors over 0.3 s, so one word can keep the posterior above the
-# threshold for up to 1.3 s. Measured on the 57 test clips padded with silence (shipped model,
-# threshold 0.5): 9 clips gave two detections with 1.0 s, none with 1.3, 1.5 or 2.0 s; the
-# keywords found were the same (50 of 57). A command run twice per word is worse than a
-# keyword repeated within 1.5 s being missed, so listen defaults to 1.5 s (when neither the
-# profile version nor its model sets a refractory time).
-DEFAULT_REFRACTORY = 1.5
 MAX_BACKLOG_SECONDS = 5.0  # microphone audio queued beyond this is dropped (detector too slow)
 WARN_INTERVAL = 10.0  # seconds between two "falling behind" warnings
 
@@ -289,13 +281,17 @@ def listen(chunks: Iterator[torch.Tensor], detector: Detector, actions: Actions 
     worker = ActionWorker(actions) if actions is not None and actions.enabled else None
     found: list[Detection] = []
     try:
-        for chunk in chunks:
-            for d in detector.feed(chunk):
+        def heard(ds: list[Detection]) -> None:
+            for d in ds:
                 found.append(d)
                 if out is not None:
                     out(d)
                 if worker is not None:
                     worker.submit(d)
+
+        for chunk in chunks:
+            heard(detector.feed(chunk))
+        heard(detector.flush())  # the end of a file: a word of the user's own said last
     finally:
         if worker is not None:
             worker.close()
@@ -340,7 +336,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         f"{DetectorConfig().threshold:g})")
     p.add_argument("--refractory", type=_seconds, default=None,
                    help="seconds a detected word stays suppressed (default: the profile "
-                        f"version's or model's, else {DEFAULT_REFRACTORY:g})")
+                        f"version's or model's, else {DetectorConfig().refractory:g})")
     p.add_argument("--exec", dest="command", metavar="CMD",
                    help="run CMD once per detection, with TRACEKWS_WORD, TRACEKWS_PROBABILITY "
                         "and TRACEKWS_TIME in its environment (no shell unless --shell)")
@@ -400,11 +396,14 @@ def run(a: argparse.Namespace) -> int:
             logging.getLogger(__name__).info("profile %s version %d", a.profile, served.version)
         else:
             model, own = KWSModel.load(a.model or PRETRAINED), None
-        cfg = detector_config(model, own, DetectorConfig(refractory=DEFAULT_REFRACTORY),
+        cfg = detector_config(model, own, DetectorConfig(),
                               a.threshold, a.refractory).config
         log.info("thresholds %s, refractory %g s", ",".join(
             f"{k}={cfg.thresholds.get(k, cfg.threshold):g}"
             for k in detector_keywords(model.labels)), cfg.refractory)
+        if model.enrolled_words():
+            log.info("words of the profile's own: %s (heard once each utterance ends)",
+                     ", ".join(model.enrolled_words()))
         detector = Detector(model, cfg)
         actions = Actions(command=a.command, shell=a.shell, command_timeout=a.exec_timeout,
                           webhook=webhook, webhook_timeout=a.webhook_timeout)

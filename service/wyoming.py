@@ -4,7 +4,9 @@ Home Assistant (and any Wyoming client: a satellite, a script) connects over TCP
 newline-delimited JSON events:
 
 - ``describe`` → ``info`` with one wake program, ``tracekws``, whose models are the
-  profile's keywords (its labels but ``_unknown_`` and ``_silence_``);
+  profile's keywords (its labels but ``_unknown_`` and ``_silence_``) and its words of its own
+  (enrolled through ``/adapt``; heard per utterance, so reported once the speech has ended, or
+  at ``audio-stop`` if the stream stops first);
 - ``detect`` (optional, before ``audio-start``) → only the named keywords are reported in
   the streams that follow, until the next ``detect`` (an empty or absent list: all); unknown
   names get an ``error`` event;
@@ -186,7 +188,7 @@ class WakeHandler(AsyncEventHandler):
         if not detect.names:
             self.names = None
             return
-        known = self.server.served.keywords
+        known = wake_names(self.server.served)
         self.names = {n for n in detect.names if n in known}
         unknown = [n for n in detect.names if n not in known]
         if unknown:
@@ -200,7 +202,10 @@ class WakeHandler(AsyncEventHandler):
         own threshold)."""
         cfg = self.server.detector_config(served)
         off = {k: 1.0 for k in served.keywords if self.names is not None and k not in self.names}
-        return Detector(served.model, replace(cfg, thresholds={**cfg.thresholds, **off}))
+        words = None if self.names is None else tuple(
+            w for w in served.model.enrolled_words() if w in self.names)
+        return Detector(served.model, replace(cfg, thresholds={**cfg.thresholds, **off},
+                                              words=words))
 
     async def _start(self) -> None:
         self.detector = self._detector(await self.server.refreshed())
@@ -211,17 +216,27 @@ class WakeHandler(AsyncEventHandler):
         if self.detector is None:  # audio without audio-start: start implicitly
             await self._start()
         pcm = self.convert(chunk)
-        for d in await self.server.compute(self.detector.feed, pcm):
+        await self._report(await self.server.compute(self.detector.feed, pcm), chunk.timestamp)
+
+    async def _report(self, found: list, timestamp: int | None = None) -> None:
+        for d in found:
             self.detected = True
-            ts = chunk.timestamp if chunk.timestamp is not None else round(d.time * 1000)
+            ts = timestamp if timestamp is not None else round(d.time * 1000)
             log.info("detected %s (p=%.3f) at %.2f s", d.label, d.probability, d.time)
             await self.write_event(Detection(name=d.label, timestamp=ts).event())
 
     async def _stop(self) -> None:
+        if self.detector is not None:  # a word of the user's own said just before the stop
+            await self._report(await self.server.compute(self.detector.flush))
         if not self.detected:
             await self.write_event(NotDetected().event())
         self.detector = self.convert = None
         self.detected = False
+
+
+def wake_names(served: Served) -> list[str]:
+    """What a client can wake on: the profile's keywords and its words of its own."""
+    return [*served.keywords, *served.model.enrolled_words()]
 
 
 class _Refused(Exception):
@@ -264,7 +279,7 @@ class WyomingWake:
             attribution=ATTRIBUTION, installed=True, version=None,
             models=[WakeModel(name=k, description=k, phrase=k, attribution=DATA_ATTRIBUTION,
                               installed=True, languages=[], version=str(s.version))
-                    for k in s.keywords])])
+                    for k in wake_names(s)])])
 
     def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                 ) -> WakeHandler:

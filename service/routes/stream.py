@@ -4,8 +4,9 @@ Protocol: connect to ``/stream?profile=&version=&threshold=&posteriors=``; the s
 ``{"type": "ready", ...}`` (with ``thresholds``: the threshold each keyword is heard with,
 ``threshold``, ``refractory`` and their ``sources``: the version's own detector settings,
 else its model's, else the service's; ``?threshold=`` replaces them all for this connection,
-see :func:`tracekws.model.detect.detector_config`); then send binary messages of PCM of any
-size (a sample may even be split across messages) and receive ``{"type": "detection",
+see :func:`tracekws.model.detect.detector_config`; and ``words``: the version's words of its
+own, each detected once the utterance that says it has ended); then send binary messages of
+PCM of any size (a sample may even be split across messages) and receive ``{"type": "detection",
 "label", "probability", "time"}`` (``time``: seconds of audio since the stream started). With
 ``posteriors=true`` the server also sends ``{"type": "posteriors", "time", "probabilities":
 {label: p}}`` (the smoothed per-class posteriors the detector thresholds) after a message of
@@ -136,7 +137,8 @@ async def stream(ws: WebSocket) -> None:
     try:
         await ws.send_text(json.dumps({
             "type": "ready", "profile": profile, "version": resolved.info.number,
-            "labels": resolved.model.labels, "sample_rate": 16_000, "format": "s16le",
+            "labels": resolved.model.labels, "words": resolved.model.enrolled_words(),
+            "sample_rate": 16_000, "format": "s16le",
             **choice.public(resolved.model.labels)}))
         limit = rt.settings.stream_max_message_bytes
         next_posteriors = 0.0

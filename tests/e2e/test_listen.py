@@ -225,10 +225,10 @@ def test_microphone_at_48k_is_resampled_and_detected(shipped_model_path, monkeyp
             if n >= w16.numel() - 2 * L.CHUNK_SECONDS * SAMPLE_RATE:
                 stop.set()
 
-    dets = L.listen(chunks(), Detector(model, refractory=L.DEFAULT_REFRACTORY), out=got.append)
+    dets = L.listen(chunks(), Detector(model), out=got.append)
     assert rates == [48_000]
     assert [d.label for d in dets] == [WORD] and got == dets
-    direct = Detector(model, refractory=L.DEFAULT_REFRACTORY).feed(w16)
+    direct = Detector(model).feed(w16)
     assert abs(dets[0].time - direct[0].time) <= 0.05
 
 
@@ -311,6 +311,6 @@ def test_profile_and_model_thresholds_are_listened_with(keyword_clip, shipped_mo
     model = str(tmp_path / "calibrated.safetensors")
     r = _listen(*args, "--model", model)
     assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
-    assert "refractory 1.5 s" in r.stderr  # listen's own default: the model sets none
+    assert "refractory 1 s" in r.stderr  # the default: the model sets none
     r = _listen(*args, "--model", model, "--threshold", "0.5")
     assert [ln.split("\t")[1] for ln in r.stdout.strip().splitlines()] == [WORD], r.stderr

@@ -459,3 +459,38 @@ def test_bad_profile_exits_with_a_clear_error(tmp_path, shipped_model_path, prof
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr
     assert not (tmp_path / "data" / "tracekws.db").exists()  # read-only: nothing created
+
+
+def test_a_word_of_the_profiles_own_is_offered_and_heard(tmp_path, shipped_model_path):
+    """A version with a word enrolled through /adapt's session (three takes of one speaker's
+    "no", a bank without "no"): describe offers it, and its fourth take wakes it."""
+    from tracekws.model.adapt import AdaptSession
+    from tracekws.model.words import with_bank
+    from tracekws.service import db
+    from tracekws.service.store import Store
+
+    m = KWSModel.load(shipped_model_path)
+    m.words = with_bank(m, "tests/data/gsc", size=30, exclude=("no",), val_percent=0)
+    session = AdaptSession(m, "marvin")
+    for u in range(3):
+        session.feed(wave("no", u))
+    assert session.finish().utterances == 3
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = db.make_engine(f"sqlite:///{data / 'tracekws.db'}")
+    db.migrate(engine)
+    base = shipped_model_path.read_bytes()
+    store = Store(engine, base, KWSModel.from_bytes(base).labels)
+    store.create_profile("alice")
+    store.commit_version("alice", 1, m.to_bytes(), "tp", "marvin", {}, 3, m.labels, {})
+    w = Wyoming(data, shipped_model_path, "alice")
+    try:
+        (prog,) = w.info.wake
+        assert [x.name for x in prog.models][-1] == "marvin"
+        events, _ = asyncio.run(run_stream(w.port, padded("no", 3), names=["marvin"]))
+        assert Detection.from_event(events[-1]).name == "marvin"
+        events, _ = asyncio.run(run_stream(w.port, padded("yes", 3), names=["marvin"]))
+        assert [e.type for e in events] == ["not-detected"]
+    finally:
+        w.stop()
+        engine.dispose()
