@@ -106,7 +106,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
         speakers = "report" if a.speakers == "val" else a.speakers
         res = {"command": " ".join(["tracekws", *sys.argv[1:]]), "runs": [
             bench_enrol_words(backbone, a.data, int(k), HOLDOUT, speakers, a.condition, a.seed,
-                              progress=not a.json)
+                              progress=not a.json, stream=a.stream)
             for k in a.shots.split(",")]}
     elif a.what == "macs":
         from tracekws.model.bench.macs import bench_macs
@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backbone", default=None,
                    help="enrol: the held-out backbone (default: the cached one under "
                         "~/.cache/tracekws/enrol, trained by the shipped recipe if absent)")
+    b.add_argument("--stream", action="store_true",
+                   help="enrol: also feed each speaker's recordings, with gaps, to the streaming "
+                        "detector (what /stream, wyoming and listen run) and score its detections")
     b.add_argument("--batches", default="1,16", help="classes: batch sizes")
     b.add_argument("--shots", default="1")
     b.add_argument("--val-percent", type=int, default=None,

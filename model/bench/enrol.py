@@ -14,6 +14,7 @@ Each word starts from the given model.
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -22,9 +23,11 @@ import torch
 from tqdm import tqdm
 
 from ..adapt import DEFAULT_EPOCHS, adapt_inputs
-from ..data import Clip, noise_recordings, scan, split
+from ..audio import SAMPLE_RATE
+from ..data import Clip, load_waves, noise_recordings, scan, split
 from ..pipeline import SILENCE, KWSModel, batched
 from ..words import (
+    WordBook,
     WordConfig,
     bank_conditions,
     bank_room_simulators,
@@ -32,6 +35,7 @@ from ..words import (
     dtw,
     sequence,
     speech_span,
+    with_bank,
     word_wins,
 )
 from .personalize import (
@@ -181,6 +185,67 @@ def class_probabilities(model: KWSModel, clips: list[Clip], room=None, cache: di
             np.array([g[1] for g in got], dtype=np.int64))
 
 
+STREAM_GAP_S = 1.0  # digital silence between two clips of a word stream
+STREAM_TOLERANCE_S = 0.9  # a detection this long after a clip ends still belongs to it
+ENROLLED = "⟨enrolled⟩"  # the name the streamed word is enrolled under: no class has it
+
+
+def stream_pair(model: KWSModel, book: WordBook, word: str, support: list[Clip],
+                query: list[Clip], own: list[Clip], room=None, seed: int = 0) -> dict:
+    """The product path for one speaker and word: the word enrolled into a copy of ``model``
+    (with the cohort ``book``) from ``support``, then the speaker's ``query`` recordings of it
+    and their ``own`` other words in a seeded order, each followed by ``STREAM_GAP_S`` of
+    silence, fed 100 ms at a time to the streaming :class:`~tracekws.model.detect.Detector`
+    (the code behind /stream, ``tracekws wyoming`` and ``tracekws listen``). A detection of the
+    word within a query clip or ``STREAM_TOLERANCE_S`` after it is a hit (a second one for the
+    same clip is a duplicate); any other detection of it is a false accept. The word is
+    enrolled as :data:`ENROLLED`, so a class of the same name (a backbone that knows it)
+    cannot be mistaken for it."""
+    from ..detect import Detector
+    from ..words import recording
+
+    pm = model.clone()
+    pm.words = book
+    waves = load_waves(support, progress=False)
+    if room is not None:
+        waves = room.apply_clips(waves, support)
+    with torch.no_grad():
+        for f in pm.frontend(waves):
+            pm.words = pm.words.enrol(ENROLLED, *recording(pm, f, book.cfg))
+    order = [(c, True) for c in query] + [(c, False) for c in own]
+    random.Random(f"{seed}/{word}/{support[0].speaker}").shuffle(order)  # str seeds: stable
+    clips = [c for c, _ in order]
+    waves = load_waves(clips, progress=False)
+    if room is not None:
+        waves = room.apply_clips(waves, clips)
+    gap = torch.zeros(round(STREAM_GAP_S * SAMPLE_RATE))
+    parts, spans, t = [], [], 0
+    for w in waves:
+        parts += [w, gap]
+        spans.append((t / SAMPLE_RATE, (t + len(w)) / SAMPLE_RATE))
+        t += len(w) + len(gap)
+    audio = torch.cat(parts)
+    det = Detector(pm)
+    step = SAMPLE_RATE // 10
+    found = [d for i in range(0, len(audio), step) for d in det.feed(audio[i:i + step])]
+    found = [d for d in found + det.flush() if d.label == ENROLLED]
+    hit = [False] * len(order)
+    false = duplicates = 0
+    for d in found:
+        i = next((i for i, (s, e) in enumerate(spans) if s <= d.time < e + STREAM_TOLERANCE_S),
+                 None)
+        if i is None or not order[i][1]:
+            false += 1
+        elif hit[i]:
+            duplicates += 1
+        else:
+            hit[i] = True
+    n_query = sum(q for _, q in order)
+    return {"detection": sum(hit) / max(1, n_query),
+            "false_accepts_own": false / max(1, len(own)) if own else None,
+            "duplicates": duplicates, "stream_seconds": round(len(audio) / SAMPLE_RATE, 1)}
+
+
 def bench_enrol_words(
     model: KWSModel,
     data: str,
@@ -195,6 +260,7 @@ def bench_enrol_words(
     val_percent: int = 20,
     progress: bool = True,
     thresholds: tuple[float, ...] = (),
+    stream: bool = False,
 ) -> dict:
     """Enrol a held-out word from ``shots`` of one speaker's recordings; detection on that
     speaker's other recordings of it, false accepts on their other words and on other people's
@@ -207,7 +273,8 @@ def bench_enrol_words(
     word; for choosing settings) or ``all``. Other people's clips come from the validation side
     (the training side for ``train``), speak in the same room as the enrolling speaker, and
     never include the enrolling speaker. ``thresholds``: also report detection and false
-    accepts at these thresholds (a sweep for choosing one).
+    accepts at these thresholds (a sweep for choosing one). ``stream``: also run each pair
+    through the streaming detector (:func:`stream_pair`, at the default threshold).
     """
     cfg = cfg or WordConfig()
     if speakers not in WORD_SPEAKER_SETS:
@@ -240,6 +307,7 @@ def bench_enrol_words(
     bank = [word_sequences(model, [c], cfg, None if k is None else bank_sims[k], cache)[0]
             for c, k in zip(bank_clips, conditions, strict=True)]
     bank_spk = [c.speaker for c in bank_clips]
+    book = with_bank(model, data, bank_size, words, seed, cfg, val_percent) if stream else None
     sweep = sorted(set(thresholds) | {cfg.threshold})
     rows = []
     for spk, w, mine in tqdm(pairs, desc=f"enrol {shots}-shot {condition}", disable=not progress):
@@ -282,6 +350,8 @@ def bench_enrol_words(
                 "detection_others_said_word": float(fires[said].mean()) if said.any() else None,
                 "accuracy_after": float((right & ~fires).sum() / max(1, known.sum())),
             }
+        if book is not None:
+            row["stream"] = stream_pair(model, book, w, support, query, own, room, seed)
         rows.append(row)
 
     def mean_at(th: float, key: str) -> float | None:
@@ -292,6 +362,14 @@ def bench_enrol_words(
         "detection", "false_accepts_own", "false_accepts_others", "detection_others_said_word",
         "accuracy_after")} for th in sweep}
     acc_before = sum(r["accuracy_before"] for r in rows) / len(rows) if rows else None
+    if stream:
+        def mean_stream(key: str) -> float | None:
+            vals = [r["stream"][key] for r in rows if r["stream"][key] is not None]
+            return sum(vals) / len(vals) if vals else None
+
+        summary["stream"] = {k: mean_stream(k) for k in ("detection", "false_accepts_own")} | {
+            "duplicates": sum(r["stream"]["duplicates"] for r in rows),
+            "gap_seconds": STREAM_GAP_S, "tolerance_seconds": STREAM_TOLERANCE_S}
     cond: dict = {"name": condition}
     if condition == "room":
         from ..room import ROOM_SPEC
@@ -305,7 +383,9 @@ def bench_enrol_words(
                  "source": "training speakers, words other than the held-out ones"},
         "n_pairs": len(rows), "n_speakers": len({r["speaker"] for r in rows}),
         "threshold": cfg.threshold, **summary[f"{cfg.threshold:g}"],
-        "accuracy_before": acc_before, "sweep": summary, "pairs": rows,
+        "accuracy_before": acc_before,
+        **({"stream": summary.pop("stream")} if stream else {}),
+        "sweep": summary, "pairs": rows,
         "seconds": round(time.time() - t0, 1), "data": str(data), "val_percent": val_percent,
         "backbone_labels": model.labels,
     }

@@ -95,6 +95,20 @@ def test_held_out_word_bench_on_real_clips(small_model_path):
     assert res["held_out_words"] == ["no"] and res["shots"] == 1
 
 
+def test_held_out_word_bench_through_the_streaming_detector(shipped_model_path):
+    """--stream: two takes of 4c6167ca's "no" enrolled, the other two and their 30 other
+    words streamed with gaps; the class "no" of the shipped model is not the enrolled word."""
+    m = KWSModel.load(shipped_model_path)
+    res = bench_enrol_words(m, DATA, shots=2, words=("no",), speakers="all", progress=False,
+                            val_percent=0, bank_size=30, stream=True)
+    (pair,) = [p for p in res["pairs"] if p["speaker"] == "4c6167ca"]
+    assert pair["n_query"] == 2 and pair["n_own_other_words"] == 30
+    s = pair["stream"]
+    assert s["detection"] == 1.0 and s["false_accepts_own"] <= 0.1 and s["duplicates"] == 0
+    assert s["stream_seconds"] == pytest.approx(32 * 2.0, abs=1.0)
+    assert res["stream"]["detection"] == 1.0
+
+
 def test_held_out_word_bench_refuses_a_backbone_that_knows_the_word(small_model_path):
     from tracekws.model.bench.enrol import holdout_backbone
 
