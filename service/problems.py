@@ -26,6 +26,9 @@ TYPES: dict[str, tuple[int, str, str]] = {
     "not-found": (404, "Not Found", "No such route or resource."),
     "unknown-profile": (404, "Unknown profile", "The profile does not exist."),
     "unknown-version": (404, "Unknown version", "The profile has no such version."),
+    "unknown-word": (404, "Unknown word", "The profile's active version has no such word of "
+                     "the user's own (enrolled by /adapt with a label the model's classes "
+                     "lack)."),
     "method-not-allowed": (405, "Method Not Allowed", "The route does not take this method."),
     "validation-error": (422, "Invalid request", "A query, path or body parameter is invalid; "
                          "see `errors`."),
@@ -104,7 +107,7 @@ STATUS_DOCS: dict[int, str] = {
          "which)",
     403: "`forbidden-profile` (the key may not use this profile), `read-only-profile` "
          "(`default`), `cross-origin` (a write from another web origin)",
-    404: "`unknown-profile`, `unknown-version` or `not-found`",
+    404: "`unknown-profile`, `unknown-version`, `unknown-word` or `not-found`",
     408: "`upload-timeout`: the body stalled (UPLOAD_IDLE_TIMEOUT_S) or took too long",
     409: "`profile-exists`, `version-conflict` or `corrupt-weights`",
     413: "`body-too-large` or `audio-too-long`",
@@ -134,6 +137,9 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "delete_profile": (*WRITE, 404, 422),
     "get_detector": (*AUTH, 404, 409, 422),
     "set_detector": (*WRITE, 404, 409, 413, 422),
+    "list_words": (*AUTH, 404, 409, 422),
+    "set_word_threshold": (*WRITE, 404, 409, 413, 422),
+    "remove_word": (*WRITE, 404, 409, 422),
     "list_versions": (*AUTH, 404, 422),
     "get_version": (*AUTH, 404, 422),
     "activate": (*WRITE, 404, 409, 422),

@@ -12,6 +12,10 @@
   with (:func:`~tracekws.model.detect.detector_config`, the one resolution /stream,
   ``tracekws wyoming`` and ``tracekws listen`` share, fed the version's own settings and the
   service's defaults), and setting them, which makes a new version.
+- Words of the user's own (``model/words.py``): which a version has, with their thresholds and
+  recordings, and changing one word's threshold or dropping the word, each a new version.
+  A word's threshold lives in the model file's word book, so such a version has weights of its
+  own (the same network, another book); older versions keep the word as it was.
 
 Routes stay thin: they parse the request, call :class:`Profiles`, and shape the response.
 Errors are raised as the store's exceptions or :class:`~.problems.Problem`; problems.py maps
@@ -27,9 +31,10 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import HTTPConnection
 from tracekws.model.adapt import AdaptResult, AdaptSession
@@ -44,11 +49,14 @@ from tracekws.model.detect import (
 from tracekws.model.pipeline import KWSModel
 from tracekws.model.rules import check_hyperparameters
 from tracekws.model.stream_decode import StreamDecoder
+from tracekws.model.words import MAX_THRESHOLD, WordBook, WordConfig
 
 from .problems import Problem, disk_full_reason
 from .runtime import Runtime
 from .settings import DEFAULT_PROFILE, PROFILE_RE, Settings
 from .store import (
+    WORD_REMOVED_RULE,
+    WORD_THRESHOLD_RULE,
     CorruptWeights,
     IdempotentReplay,
     ProfileInfo,
@@ -90,6 +98,37 @@ class Adapted:
     result: AdaptResult | None = None
     audio_seconds: float = 0.0
     replayed: bool = False
+
+
+# docs/enrol.md measured words enrolled from 1, 3 and 5 recordings; 3 is the most with a
+# measurement (80 % of later repetitions detected, 1.4 % of the speaker's other words taken, in
+# a quiet room; 5 had no speaker to measure), so it is what the page asks a user for
+RECOMMENDED_RECORDINGS = 3
+
+
+def words_public(name: str, number: int, book: WordBook | None) -> dict[str, Any]:
+    """Version ``number`` of ``name``'s words of the user's own as JSON: each word's threshold
+    and recordings, and what a client needs to guide an enrolment and to offer a threshold
+    (the tuned default, the largest allowed, how many recordings to ask for, how many are
+    kept). ``enrols_words`` false: the model file has no word bank, so a label its classes
+    lack grows the classifier instead (and nothing is listed here)."""
+    cfg = book.cfg if book is not None else WordConfig()
+    words = [] if book is None else [
+        {"word": w, "threshold": book.thresholds[w], "recordings": len(r)}
+        for w, r in book.words.items()]
+    return {"profile": name, "version": number, "enrols_words": book is not None,
+            "words": words, "default_threshold": cfg.threshold, "max_threshold": MAX_THRESHOLD,
+            "recommended_recordings": RECOMMENDED_RECORDINGS,
+            "max_recordings": cfg.max_templates}
+
+
+class _WordChange(NamedTuple):
+    """A change of one word: the new book, and how the version that carries it records it."""
+
+    book: WordBook
+    rule: str
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, Any]
 
 
 def _clear_stale_spool(spool: Path) -> None:
@@ -222,10 +261,8 @@ class Profiles:
         against the active version's keywords (422 ``validation-error`` naming each bad
         field). Corrupt weights of the active version are 409 and nothing is made: like a
         rollback, it never makes a corrupt version active."""
-        self.check_writable(name)
         rt = self.rt
-        async with rt.lock(name):
-            active = await rt.io(rt.store.version, name)
+        async with self._changing(name) as active:
             try:
                 settings = DetectorSettings.parse(data, keywords(active.labels))
             except DetectorSettingsError as exc:
@@ -236,6 +273,86 @@ class Profiles:
             info, created = await rt.write(rt.store.commit_detector, name, active.number,
                                            settings.to_dict())
         return await self.detector(name, info.number), created
+
+    @asynccontextmanager
+    async def _changing(self, name: str) -> AsyncIterator[VersionInfo]:
+        """The active version of ``name``, under the profile's lock: where a change of a
+        version's settings (detector, words) starts. The lock makes it wait for a running
+        adaptation instead of failing with a conflict; the commit still checks that this
+        version is the active one (another process on the same SQLite file: 409)."""
+        self.check_writable(name)
+        async with self.rt.lock(name):
+            yield await self.rt.io(self.rt.store.version, name)
+
+    # ---- words of the user's own ----------------------------------------------------------
+    async def words(self, name: str) -> dict[str, Any]:
+        """The words of the version /predict serves (the active one, or its nearest good
+        ancestor when its weights are corrupt), as :func:`words_public`."""
+        resolved = await self.rt.io(self.resolve, name)
+        return words_public(name, resolved.info.number, resolved.model.words)
+
+    async def set_word_threshold(self, name: str, word: str, threshold: float
+                                 ) -> tuple[dict[str, Any], bool]:
+        """A new active version in which ``word`` fires below ``threshold``; (its words as
+        JSON, whether a version was made: the threshold the word already has makes none, so
+        a retried PUT adds nothing)."""
+        def change(book: WordBook) -> _WordChange | None:
+            before = book.thresholds[word]
+            if before == threshold:
+                return None
+            try:
+                new = book.with_threshold(word, threshold)
+            except ValueError as exc:  # the model's own check, should the route's differ
+                raise Problem("validation-error", str(exc), errors=[
+                    {"loc": ["body", "threshold"], "msg": str(exc), "type": "value_error"}]
+                ) from None
+            return _WordChange(new, WORD_THRESHOLD_RULE, {"threshold": threshold},
+                               {"threshold_before": before, "threshold_after": threshold})
+
+        return await self._change_word(name, word, change)
+
+    async def remove_word(self, name: str, word: str) -> dict[str, Any]:
+        """A new active version without ``word``: /predict no longer answers it. Versions are
+        immutable, so the older ones keep it and a rollback brings it back."""
+        body, _ = await self._change_word(name, word, lambda book: _WordChange(
+            book.without(word), WORD_REMOVED_RULE, {},
+            {"threshold_before": book.thresholds[word]}))
+        return body
+
+    async def _change_word(self, name: str, word: str,
+                           change: Callable[[WordBook], _WordChange | None]
+                           ) -> tuple[dict[str, Any], bool]:
+        """Apply ``change`` to the active version's word book (None: nothing to change) and
+        commit the result as a new active version: its parent's network and detector
+        settings, ``label`` the word, ``rule`` and records from the change. 404
+        ``unknown-word`` if the active version lacks the word; corrupt weights are 409 and
+        nothing is made (as for a rollback)."""
+        rt = self.rt
+        async with self._changing(name) as active:
+            book = (await rt.io(self.load, active)).words
+            if book is None or word not in book.words:
+                known = ", ".join(repr(w) for w in book.words) if book is not None else ""
+                raise Problem("unknown-word", f"version {active.number} of {name!r} has no "
+                              f"word {word!r} of the user's own"
+                              + (f" (it has {known})" if known else " (it has none)"))
+            made = change(book)
+            if made is None:
+                return words_public(name, active.number, book), False
+            weights = await rt.io(self._weights_with, active, made.book)
+            info = await rt.write(
+                rt.store.commit_version, name, active.number, weights, made.rule, word,
+                made.hyperparameters, 0, list(active.labels),
+                {**made.metrics, "recordings": len(book.words[word])},
+                detector=active.detector)
+        return words_public(name, info.number, made.book), True
+
+    def _weights_with(self, info: VersionInfo, book: WordBook) -> bytes:
+        """The weights file of ``info`` with ``book`` as its words (blocking). Built from the
+        stored bytes, not the cached model, so a model other requests are using is never
+        touched."""
+        model = KWSModel.from_bytes(self.rt.store.weights(info))
+        model.words = book
+        return model.to_bytes()
 
     def version_info(self, name: str, number: int | None = None) -> VersionInfo:
         """A version's record (blocking: call through ``rt.io``); None = the active one."""

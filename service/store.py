@@ -24,7 +24,10 @@ from .db import session
 from .models import Alias, Blob, Profile, Version
 
 ACTIVE = "active"
-DETECTOR_RULE = "detector"  # the ``rule`` of a version that changed only detector settings
+# the ``rule`` of a version no learning rule made, by what it changed
+DETECTOR_RULE = "detector"  # only the detector settings (the same weights blob)
+WORD_THRESHOLD_RULE = "word-threshold"  # a word of the user's own got another threshold
+WORD_REMOVED_RULE = "word-removed"  # a word of the user's own was dropped (label: the word)
 
 
 class StoreError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import Depends, Path, Query
 
 from .problems import Problem
 from .settings import PROFILE_RE
@@ -16,6 +16,9 @@ MAX_LABEL = 64
 ProfileQuery = Annotated[str, Query(pattern=PROFILE_PATTERN, description="profile name")]
 ProfilePath = Annotated[str, Path(pattern=PROFILE_PATTERN, description="profile name")]
 VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="version number")]
+# what the schema says of a label (/adapt's ``label``, a word in a path); the checks that
+# decide are validate_label's, whose answer is the documented 422 ``invalid-label``
+LABEL_SCHEMA = {"minLength": 1, "maxLength": MAX_LABEL, "pattern": r"^\S(.*\S)?$"}
 
 
 def validate_label(label: str) -> str:
@@ -33,3 +36,15 @@ def validate_label(label: str) -> str:
     if label != label.strip():
         raise Problem("invalid-label", "the label has leading or trailing whitespace")
     return label
+
+
+def word_path(word: str = Path(max_length=1024, description="a word of the user's own: "
+                               "1-64 characters, no control characters or surrounding "
+                               "whitespace; compared in Unicode NFC",
+                               json_schema_extra=LABEL_SCHEMA)) -> str:
+    """A word named in a path, checked and normalised like an /adapt label, so the word a
+    user enrolled as ``café`` is found whichever way the client spelled it."""
+    return validate_label(word)
+
+
+WordPath = Annotated[str, Depends(word_path)]

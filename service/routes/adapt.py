@@ -19,7 +19,7 @@ from ..runtime import runtime
 from ..settings import RULES
 from ..store import VersionInfo
 from ..upload import AUDIO_BODY, audio_chunks, check_headers
-from ..validation import ProfileQuery, validate_label
+from ..validation import LABEL_SCHEMA, ProfileQuery, validate_label
 
 router = APIRouter(tags=["adapt"])
 log = logging.getLogger("tracekws.service")
@@ -60,8 +60,7 @@ async def adapt(
     profile: ProfileQuery,
     label: str = Query(..., max_length=1024, description="the word spoken (new words enrol): "
                        "1-64 characters, no control characters or surrounding whitespace",
-                       json_schema_extra={"minLength": 1, "maxLength": 64,
-                                          "pattern": r"^\S(.*\S)?$"}),
+                       json_schema_extra=LABEL_SCHEMA),
     rule: Literal[RULES] | None = Query(
         None, description="learning rule (default: the profile's, else the service's)"),
     epochs: int | None = Query(None, ge=1, le=20),

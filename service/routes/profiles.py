@@ -1,22 +1,25 @@
-"""Profiles: list, create, show, delete, and the detector settings (per-keyword thresholds,
-refractory time) of the active version. ``default`` is the shipped model, read-only."""
+"""Profiles: list, create, show, delete; the detector settings (per-keyword thresholds,
+refractory time) of the active version; its words of the user's own (list, change a word's
+threshold, remove a word). ``default`` is the shipped model, read-only. A change of settings
+or words makes a new version (the work: :class:`service.profiles.Profiles`)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tracekws.model.detect import MAX_REFRACTORY
+from tracekws.model.words import MAX_THRESHOLD
 
 from ..auth import authorize, visible
 from ..deps import ProfilesDep, ReadableProfile, WritableProfile
 from ..problems import Problem, responses
 from ..settings import RULES
-from ..validation import MAX_LABEL, PROFILE_PATTERN
+from ..validation import MAX_LABEL, PROFILE_PATTERN, WordPath
 
 router = APIRouter(tags=["profiles"])
 
@@ -54,12 +57,26 @@ async def _json_bytes(request: Request, what: str) -> bytes:
     return bytes(data)
 
 
-async def _json_body(request: Request) -> NewProfile:
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def _json_body(request: Request, model: type[Body], what: str) -> Body:
+    """The JSON body as ``model`` (strict types); 422 ``validation-error`` naming each bad
+    field under ``body``."""
     try:
-        return NewProfile.model_validate_json(await _json_bytes(request, "profile"))
+        return model.model_validate_json(await _json_bytes(request, what))
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]) from None
+
+
+def _version_made(body: dict[str, Any], created: bool, profile: str) -> JSONResponse:
+    """The answer of a change that makes a new version: 201 with the version's ``Location``,
+    or 200 when the active version already was so and nothing was made (a retried PUT)."""
+    if not created:
+        return JSONResponse(body)
+    return JSONResponse(body, status_code=201, headers={
+        "Location": f"/profiles/{profile}/versions/{body['version']}"})
 
 
 @router.post("/profiles", status_code=201, summary="Create a profile from the shipped model",
@@ -67,7 +84,7 @@ async def _json_body(request: Request) -> NewProfile:
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": NewProfile.model_json_schema()}}}})
 async def create_profile(request: Request, svc: ProfilesDep) -> JSONResponse:
-    body = await _json_body(request)
+    body = await _json_body(request, NewProfile, "profile")
     authorize(request, body.name, write=True)
     info = await svc.create(body.name, body.store_audio, body.rule)
     return JSONResponse(info.public(), status_code=201,
@@ -129,8 +146,49 @@ async def set_detector(request: Request, profile: WritableProfile, svc: Profiles
         data = json.loads(await _json_bytes(request, "detector settings"))
     except ValueError:
         raise Problem("validation-error", "the body is not JSON") from None
-    body, created = await svc.set_detector(profile, data)
-    if not created:
-        return JSONResponse(body)
-    return JSONResponse(body, status_code=201, headers={
-        "Location": f"/profiles/{profile}/versions/{body['version']}"})
+    return _version_made(*await svc.set_detector(profile, data), profile)
+
+
+# ---- words of the user's own (model/words.py; enrolled by /adapt) -------------------------
+class WordThreshold(BaseModel):
+    """The body of PUT /profiles/{p}/words/{word}."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not a number
+    threshold: float = Field(
+        gt=0, le=MAX_THRESHOLD, allow_inf_nan=False,
+        description="the ratio (distance to the word's recordings / distance to other words) "
+                    "below which the word fires: lower is stricter (fewer false accepts, "
+                    "more misses); `default_threshold` of GET .../words is the tuned default")
+
+
+@router.get("/profiles/{profile}/words",
+            summary="Words of the user's own of the active version, with their thresholds",
+            responses=responses("list_words"))
+async def list_words(profile: ReadableProfile, svc: ProfilesDep) -> JSONResponse:
+    return JSONResponse(await svc.words(profile))
+
+
+@router.put("/profiles/{profile}/words/{word}", status_code=201,
+            summary="Set the threshold of a word of the user's own (a new version)",
+            responses={201: {"description": "A new active version with this threshold "
+                             "(`Location`); the body lists its words"},
+                       200: {"description": "The word already has this threshold: no version "
+                             "is made (a retried PUT)"},
+                       **responses("set_word_threshold")},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": {**WordThreshold.model_json_schema(),
+                                                "example": {"threshold": 0.6}}}}}})
+async def set_word_threshold(request: Request, profile: WritableProfile, word: WordPath,
+                             svc: ProfilesDep) -> JSONResponse:
+    body = await _json_body(request, WordThreshold, "threshold")
+    return _version_made(*await svc.set_word_threshold(profile, word, body.threshold), profile)
+
+
+@router.delete("/profiles/{profile}/words/{word}",
+               summary="Remove a word of the user's own (a new version; older ones keep it)",
+               responses={200: {"description": "The new active version, without the word; "
+                                "the body lists its words"},
+                          **responses("remove_word")})
+async def remove_word(profile: WritableProfile, word: WordPath, svc: ProfilesDep
+                      ) -> JSONResponse:
+    return JSONResponse(await svc.remove_word(profile, word))

@@ -6,6 +6,7 @@ export const HINTS = {
   "not-found": "The page asked for something the service does not have; reload the page.",
   "unknown-profile": "That profile no longer exists (deleted elsewhere?). Pick or create another.",
   "unknown-version": "That version does not exist; the timeline has been reloaded.",
+  "unknown-word": "The active version has no such word (removed, or rolled back to before it was taught); the list has been reloaded.",
   "method-not-allowed": "The service does not accept this request; reload the page.",
   "validation-error": "A value is not accepted: check the profile name, word and threshold.",
   "invalid-label": "Words are 1–64 characters, without control characters.",
