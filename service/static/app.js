@@ -1,4 +1,5 @@
-// tracekws page: profiles, enrolment by microphone, version timeline, live detection.
+// tracekws page: profiles, enrolment by microphone (with a guide for words of your own and
+// their thresholds), version timeline, live detection.
 // Plain ES modules, no build step. Every API error is an RFC 9457 problem+json body; the page
 // shows its title, detail and code with a hint on what to do (problems.js).
 
@@ -14,6 +15,9 @@ const LIVE_SEND_SAMPLES = 1600; // 100 ms of 16 kHz PCM per WebSocket message
 const LIVE_KEEP_SAMPLES = 4 * TARGET_RATE;
 const FALSE_BEFORE_S = 1.3; // a detection's clip: this long before the detecting frame...
 const FALSE_AFTER_S = 0.2; // ...and this long after it
+// a take of a word of your own is consistent with the earlier ones when /adapt's prob_before,
+// p(word) of the take against them, is at least ½: where the word would fire (its threshold)
+const CONSISTENT = 0.5;
 
 const $ = (id) => document.getElementById(id);
 const mic = new Microphone();
@@ -25,6 +29,7 @@ const state = {
   active: null,
   labels: [],
   detector: null, // GET /profiles/{p}/detector: the thresholds the active version is heard with
+  words: null, // GET /profiles/{p}/words: the active version's words of your own
   take: null, // last recording {wav, samples, peak}
   busy: false,
   live: null,
@@ -155,7 +160,8 @@ async function attempt(context, fn) {
     if (e instanceof ApiError) {
       showProblem(e.problem, context);
       const code = e.problem.code;
-      if (code === "version-conflict" || code === "unknown-version" || code === "corrupt-weights") {
+      if (code === "version-conflict" || code === "unknown-version" || code === "corrupt-weights"
+          || code === "unknown-word") {
         loadVersions();
       } else if (code === "unknown-profile") {
         loadProfiles();
@@ -240,6 +246,8 @@ async function setProfile(name) {
       : `Created ${ago(p.created_at)} · ${p.versions} version${p.versions === 1 ? "" : "s"}` +
         (p.store_audio ? " · keeps recordings" : " · recordings are not kept");
   $("versions-profile").textContent = name ? `of ${name}` : "";
+  state.words = null; // another profile's words must not guide this one's enrolment
+  renderWords();
   updateEnrol();
   await loadVersions();
 }
@@ -279,6 +287,7 @@ async function loadVersions() {
   $("label-list").replaceChildren(...state.labels.filter((l) => !SPECIAL[l])
     .map((l) => h("option", { value: l })));
   renderTimeline();
+  await loadWords(profile);
   await loadDetector(profile);
   if (!state.live) buildBars(state.labels, state.detector ? state.detector.thresholds : {});
   syncLive();
@@ -331,6 +340,12 @@ async function saveDetector(ev) {
   await loadProfiles(profile);
 }
 
+// the versions PUT/DELETE /profiles/{p}/words/{w} make (service/store.py), by rule
+const WORD_RULES = {
+  "word-threshold": (w) => `threshold of ${w}`,
+  "word-removed": (w) => `− ${w}`,
+};
+
 function renderTimeline() {
   const p = currentProfile();
   const readOnly = !p || p.read_only;
@@ -338,11 +353,17 @@ function renderTimeline() {
     const m = v.metrics || {};
     const base = v.parent === null || v.parent === undefined;
     const tuned = v.rule === "detector"; // only the detection settings changed
+    const wordChange = WORD_RULES[v.rule]; // a word of your own: its threshold, or removed
     const what = base ? h("span", { class: "chip base" }, "shipped model")
       : tuned ? h("span", { class: "chip detector" }, "thresholds")
-        : h("span", { class: "chip word" }, `+ ${labelName(v.label)}`);
+        : wordChange ? h("span", { class: "chip detector" }, wordChange(v.label))
+          : h("span", { class: "chip word" }, `+ ${labelName(v.label)}`);
     const meta = [];
-    if (tuned) {
+    if (wordChange) {
+      meta.push(`from v${v.parent}`, m.threshold_after === undefined
+        ? `had threshold ${fmt(m.threshold_before)}`
+        : `threshold ${fmt(m.threshold_before)} → ${fmt(m.threshold_after)}`);
+    } else if (tuned) {
       const own = v.detector || {};
       meta.push(`from v${v.parent}`, ...Object.entries(own.thresholds || {}).map(([w, t]) => `${w} ${fmt(t)}`));
       if (own.refractory !== undefined) meta.push(`quiet ${own.refractory} s`);
@@ -393,6 +414,7 @@ function updateEnrol() {
   $("enrol-note").textContent = !p ? "Choose a profile first."
     : readOnly ? "'default' cannot learn: create a profile (step 1) first."
       : !label ? "Type the word you will say." : !state.take ? "Record the word, then teach it." : "";
+  renderGuide();
 }
 
 async function doRecord() {
@@ -446,12 +468,15 @@ async function teach(blob, type, source) {
   updateEnrol();
   $("send").textContent = "Teaching…";
   const profile = state.profile;
+  const word = ownWord(); // a word of your own: the take is checked against the earlier ones
+  const before = word === null ? 0 : recordingsOf(word);
   try {
     const res = await attempt(`Teaching "${label}"`, () => api("POST", "/adapt", {
       query: { profile, label }, body: blob, type,
     }));
     if (!res) return;
     clearProblems();
+    if (word !== null) showWordCheck(word, before, res);
     const box = $("enrol-result");
     box.replaceChildren(...[
       h("strong", {}, `v${res.version} learned “${label}”`),
@@ -478,6 +503,125 @@ function setupEnrol() {
     e.target.value = "";
     if (file) await teach(file, file.type || "application/octet-stream", `(${file.name})`);
   });
+}
+
+// ---- words of your own (GET/PUT/DELETE /profiles/{p}/words) --------------------------------
+const wordUrl = (profile, word) =>
+  `/profiles/${encodeURIComponent(profile)}/words${word === undefined ? "" : `/${encodeURIComponent(word)}`}`;
+
+async function loadWords(profile) {
+  const w = await attempt("Loading your words", () => api("GET", wordUrl(profile)));
+  if (profile !== state.profile) return;
+  state.words = w || null;
+  renderWords();
+  renderGuide();
+}
+
+/** The typed word when /adapt will enrol it as a word of your own (not a class of the active
+ * version, and the model has a word bank), else null. Labels are compared in NFC, as the
+ * service stores them. */
+function ownWord() {
+  const label = $("label").value.trim().normalize("NFC");
+  if (!label || !state.words || !state.words.enrols_words || state.labels.includes(label)) return null;
+  return label;
+}
+
+const recordingsOf = (word) => state.words?.words.find((w) => w.word === word)?.recordings ?? 0;
+
+/** The enrolment guide for a word of your own: how many recordings it has of how many. */
+function renderGuide() {
+  const word = ownWord();
+  $("word-guide").hidden = word === null;
+  if (word === null) return;
+  const target = state.words.recommended_recordings;
+  const n = recordingsOf(word);
+  $("word-guide-word").textContent = word;
+  for (const el of document.querySelectorAll(".word-target")) el.textContent = String(target);
+  const count = $("word-count");
+  count.textContent = n >= target ? `${n} recordings: enough` : `${n} of ${target} recordings`;
+  count.classList.toggle("ok", n >= target);
+  const check = $("word-check");
+  if (check.dataset.word !== word) check.hidden = true; // it was about another word
+}
+
+/** After a take of ``word`` (``before``: its recordings until then): the consistency check. */
+function showWordCheck(word, before, res) {
+  const check = $("word-check");
+  let text;
+  let kind;
+  if (before === 0) {
+    kind = "first";
+    text = `Recording 1 of “${word}” kept. It has nothing to compare with yet: record it again.`;
+  } else if (res.prob_before >= CONSISTENT) {
+    kind = "ok";
+    text = `Recording ${before + 1}: consistent with your earlier recordings ` +
+      `(p ${fmt(res.prob_before)}).`;
+  } else {
+    kind = "bad";
+    text = `Recording ${before + 1} does not sound like your earlier recordings ` +
+      `(p ${fmt(res.prob_before)}): record again, the same word the same way. ` +
+      `To drop this take, roll back to v${res.parent}.`;
+  }
+  if (res.utterances > 1) {
+    text += ` It held ${res.utterances} utterances: say the word once per take.`;
+  }
+  check.textContent = text;
+  check.dataset.word = word;
+  check.className = `word-check small ${kind}`;
+  check.hidden = false;
+}
+
+/** "Your words": each word of the active version with its recordings and threshold. */
+function renderWords() {
+  const w = state.words;
+  const box = $("words");
+  box.hidden = !w || !w.enrols_words;
+  if (box.hidden) return;
+  const p = currentProfile();
+  const readOnly = !p || p.read_only;
+  $("words-range").textContent = `Default ${w.default_threshold}, at most ${w.max_threshold}.`;
+  const items = w.words.map((x) => {
+    const input = h("input", { type: "number", min: "0.01", max: String(w.max_threshold),
+                               step: "0.01", value: String(x.threshold), disabled: readOnly,
+                               "aria-label": `Threshold of ${x.word}` });
+    return h("li", { class: "word-item", dataset: { word: x.word } },
+      h("span", { class: "word-name" }, x.word),
+      h("span", { class: "muted small" },
+        `${x.recordings} recording${x.recordings === 1 ? "" : "s"}`),
+      h("label", { class: "word-threshold small muted" }, "threshold", input),
+      readOnly ? null : h("button", { type: "button", class: "btn small word-save",
+                                      onclick: () => saveWordThreshold(x.word, input) }, "Save"),
+      readOnly ? null : h("button", { type: "button", class: "btn small ghost word-remove",
+                                      onclick: () => removeWord(x.word) }, "Remove"));
+  });
+  $("word-list").replaceChildren(...(items.length ? items
+    : [h("li", { class: "empty muted small" },
+      "None yet: type a word the model does not know above, then record and teach it.")]));
+}
+
+async function saveWordThreshold(word, input) {
+  const profile = state.profile;
+  const was = state.active;
+  // the service checks the number (422 naming the field): one place decides what is allowed
+  const res = await attempt(`Saving the threshold of “${word}”`, () => api("PUT",
+    wordUrl(profile, word), { type: "application/json",
+                              body: JSON.stringify({ threshold: Number(input.value) }) }));
+  if (!res) return;
+  const now = res.words.find((x) => x.word === word);
+  showInfo(res.version === was ? `“${word}” already has threshold ${now.threshold}.`
+    : `v${res.version} of ${profile}: “${word}” now fires below ${now.threshold}.`);
+  await loadProfiles(profile);
+}
+
+async function removeWord(word) {
+  const profile = state.profile;
+  const was = state.active;
+  if (!window.confirm(`Remove “${word}” from ${profile}? This makes a new version without it; ` +
+                      `v${was} and older keep it (roll back to bring it back).`)) return;
+  const res = await attempt(`Removing “${word}”`, () => api("DELETE", wordUrl(profile, word)));
+  if (!res) return;
+  showInfo(`v${res.version} of ${profile}: “${word}” removed (v${was} still has it).`);
+  await loadProfiles(profile);
 }
 
 // ---- live detection ----------------------------------------------------------------------

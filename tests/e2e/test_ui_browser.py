@@ -369,6 +369,67 @@ def test_thresholds_are_shown_set_and_rolled_back(browser, uvicorn_server):
         page.close()
 
 
+def test_a_word_of_your_own_is_guided_listed_tuned_and_removed(browser, uvicorn_server,
+                                                               shipped_model_path_or_none):
+    """A word the classes lack (on the shipped model, whose file has the word bank): the
+    enrolment card guides it (the recordings so far of the 3 asked for, the consistency of each
+    take after the first), "Your words" lists it, saving a threshold and removing the word each
+    make a version the timeline names."""
+    if shipped_model_path_or_none is None:
+        pytest.skip("words of your own need the shipped model's word bank")
+    server = uvicorn_server(model=shipped_model_path_or_none,
+                            TRACEKWS_ADAPT_HYPERPARAMETERS='{"epochs": 1}')
+    assert httpx.post(server.url + "/profiles", json={"name": "wes"}).status_code == 201
+    words = server.url + "/profiles/wes/words"
+    page = browser.page(server.url + "/")
+    guide, count = _by_id("word-guide"), _by_id("word-count")
+    item = "document.querySelector('#word-list .word-item[data-word=\"lumos\"]')"
+    try:
+        page.wait("document.getElementById('profile-select').value === 'wes'", 20)
+        page.fill("label", WORD)  # one of the classes: no guide
+        assert page.js(f"{guide}.hidden")
+        page.fill("label", "lumos")
+        page.wait(f"!{guide}.hidden && {count}.textContent === '0 of 3 recordings'", 20,
+                  "the guide for a word of your own")
+        assert "docs/enrol.md" in page.js(f"{guide}.textContent")
+        for take, version in ((1, 2), (2, 3)):
+            page.click("record")
+            page.wait("!document.getElementById('send').disabled", 30, "the recording")
+            page.click("send")
+            page.wait(f"!!document.querySelector('#timeline [data-version=\"{version}\"]"
+                      ".active')", 60, f"take {take} as v{version}")
+            n = httpx.get(words).json()["words"][0]["recordings"]  # utterances found so far
+            page.wait(f"{count}.textContent.startsWith('{n} ')", 20, "the counter")
+            check = page.js("(e => ({hidden: e.hidden, cls: e.className, text: e.textContent}))"
+                            "(document.getElementById('word-check'))")
+            assert not check["hidden"], check
+            if take == 1:
+                assert "first" in check["cls"] and "nothing to compare" in check["text"], check
+            else:  # a verdict either way: the fake microphone loops one clip
+                assert ("ok" in check["cls"]) != ("bad" in check["cls"]), check
+                assert "earlier recordings" in check["text"], check
+        page.wait(f"!!{item}", 20, "the word in Your words")
+        assert f"{n} recording" in page.js(f"{item}.textContent")
+        page.js(f"{item}.querySelector('input').value = '0.5'")
+        page.js(f"{item}.querySelector('.word-save').click()", gesture=True)
+        page.wait("!!document.querySelector('#timeline [data-version=\"4\"].active')", 20,
+                  "the threshold's version")
+        assert "threshold of lumos" in page.js(
+            "document.querySelector('#timeline [data-version=\"4\"]').textContent")
+        assert httpx.get(words).json()["words"][0]["threshold"] == 0.5
+        page.wait(f"{item}.querySelector('input').value === '0.5'", 20)
+        page.js("window.confirm = () => true")  # the page asks before removing
+        page.js(f"{item}.querySelector('.word-remove').click()", gesture=True)
+        page.wait("!!document.querySelector('#timeline [data-version=\"5\"].active')", 20,
+                  "the removal's version")
+        assert httpx.get(words).json()["words"] == []
+        page.wait(f"!{item} && {count}.textContent === '0 of 3 recordings'", 20)
+        assert page.js(MESSAGES) == []
+        assert page.errors() == []
+    finally:
+        page.close()
+
+
 @pytest.fixture(scope="module")
 def keyed_server(uvicorn_server):
     """API keys on, for reads too, and a 16 KiB upload limit (a 2 s recording is 64 kB)."""

@@ -111,3 +111,39 @@ def test_stream_posteriors_parameter_checked(client):
         with pytest.raises(WebSocketDisconnect) as e:
             ws.receive_json()
         assert e.value.code == 4422
+
+
+def test_every_element_the_script_uses_is_on_the_page():
+    html = (STATIC / "index.html").read_text()
+    ids = set(re.findall(r'\bid="([\w-]+)"', html))
+    used = set(re.findall(r'\$\("([\w-]+)"\)', (STATIC / "app.js").read_text()))
+    assert {"word-guide", "word-count", "word-check", "words", "word-list"} <= used
+    assert used <= ids, f"app.js uses ids the page lacks: {sorted(used - ids)}"
+    assert " style=" not in html  # the CSP forbids inline styles: the script sets them by CSSOM
+
+
+def test_the_word_guide_quotes_only_measured_numbers():
+    """What the enrolment guide promises is what docs/enrol.md measured, and it says where."""
+    html = (STATIC / "index.html").read_text()
+    guide = html[html.index('id="word-guide"'):html.index('id="enrol-result"')]
+    quoted = {float(n) for n in re.findall(r"(\d+(?:\.\d+)?) %", guide)}
+    doc = (STATIC.parents[1] / "docs" / "enrol.md").read_text()
+    measured = {float(n) for n in re.findall(r"(\d+(?:\.\d+)?) %", doc)}
+    assert {80.0, 1.4, 13.3, 75.0} <= quoted  # detection, own words, others' voices, the room
+    assert quoted <= measured, f"not in docs/enrol.md: {sorted(quoted - measured)}"
+    assert "docs/enrol.md" in guide and "unusable" in guide
+
+
+def test_the_page_reads_the_words_api_it_relies_on(client):
+    """The fields and version rules app.js reads are the ones the service answers and makes."""
+    from tracekws.service.store import DETECTOR_RULE, WORD_REMOVED_RULE, WORD_THRESHOLD_RULE
+
+    js = (STATIC / "app.js").read_text()
+    answer = client.get("/profiles/default/words").json()
+    for field in ("enrols_words", "recommended_recordings", "default_threshold", "max_threshold",
+                  "words", "version"):
+        assert field in answer and re.search(rf"\.{field}\b", js), field
+    for rule in (DETECTOR_RULE, WORD_THRESHOLD_RULE, WORD_REMOVED_RULE):
+        assert f'"{rule}"' in js, rule
+    for field in ("prob_before", "utterances", "parent"):  # the consistency check, from /adapt
+        assert f"res.{field}" in js, field
