@@ -168,7 +168,9 @@ async def list_words(profile: ReadableProfile, svc: ProfilesDep) -> JSONResponse
     return JSONResponse(await svc.words(profile))
 
 
-@router.put("/profiles/{profile}/words/{word}", status_code=201,
+# {word:path}: a word may hold a "/" (an /adapt label may), sent as %2F, which a plain path
+# parameter would not match (the route would be a 404 not-found instead of the word's own)
+@router.put("/profiles/{profile}/words/{word:path}", status_code=201,
             summary="Set the threshold of a word of the user's own (a new version)",
             responses={201: {"description": "A new active version with this threshold "
                              "(`Location`); the body lists its words"},
@@ -184,7 +186,7 @@ async def set_word_threshold(request: Request, profile: WritableProfile, word: W
     return _version_made(*await svc.set_word_threshold(profile, word, body.threshold), profile)
 
 
-@router.delete("/profiles/{profile}/words/{word}",
+@router.delete("/profiles/{profile}/words/{word:path}",
                summary="Remove a word of the user's own (a new version; older ones keep it)",
                responses={200: {"description": "The new active version, without the word; "
                                 "the body lists its words"},

@@ -187,7 +187,8 @@ def test_unknown_profiles_and_words_and_the_read_only_profile(client):
     assert client.post("/profiles", json={"name": "bo"}).status_code == 201
     listed = client.get(_url("bo")).json()  # the small model has no bank: no words to enrol
     assert not listed["enrols_words"] and listed["words"] == [] and listed["version"] == 1
-    for word in ("lights", "yes"):  # "yes" is a class, not a word of the user's own
+    # "yes" is a class, not a word of the user's own; "AC/DC" is a label /adapt takes
+    for word in ("lights", "yes", "AC/DC"):
         p = _problem(_put(client, "bo", word, {"threshold": 0.5}), 404, "unknown-word")
         assert repr(word) in p["detail"]
         _problem(client.delete(_url("bo", word)), 404, "unknown-word")
