@@ -261,6 +261,7 @@ def bench_enrol_words(
     progress: bool = True,
     thresholds: tuple[float, ...] = (),
     stream: bool = False,
+    negatives: int = 0,
 ) -> dict:
     """Enrol a held-out word from ``shots`` of one speaker's recordings; detection on that
     speaker's other recordings of it, false accepts on their other words and on other people's
@@ -319,11 +320,22 @@ def bench_enrol_words(
             cache[("room", seed, spk)] = room
         support, query = mine[:shots], mine[shots:]
         own = [c for c in pool if c.speaker == spk and c.word != w and c.word != SILENCE]
+        # the speaker's own negatives: other words they recorded where they enrolled, part of
+        # the cohort from then on and never scored
+        random.Random(f"{seed}/negatives/{spk}/{w}").shuffle(own)
+        mine_neg, own = own[:negatives], own[negatives:]
+        neg = word_sequences(model, mine_neg, cfg, room, cache)
         others = [c for c in pool if c.speaker != spk]
         others = others[::max(1, len(others) // others_clips)][:others_clips]
         templates = word_sequences(model, support, cfg, room, cache)
+
+        def cohort(q: np.ndarray, d: np.ndarray, neg: list[np.ndarray] = neg) -> float:
+            if neg:
+                d = np.sort(np.concatenate([d[:cfg.cohort], dtw(q, neg)]))
+            return max(float(d[:cfg.cohort].mean()), 1e-6)
+
         r_query, r_own, r_others = (
-            np.array([float(dtw(q, templates).min()) / max(float(d[:cfg.cohort].mean()), 1e-6)
+            np.array([float(dtw(q, templates).min()) / cohort(q, d)
                       for q, d in zip(word_sequences(model, group, cfg, room, cache),
                                       cohort_distances(model, group, cfg, bank, bank_spk, room,
                                                        cache), strict=True)])
@@ -335,7 +347,8 @@ def bench_enrol_words(
         y = np.array([model.labels.index(c.label(model.labels)) for c in others])
         right = (pred == y) & known
         row = {"speaker": spk, "word": w, "n_support": len(support), "n_query": len(query),
-               "n_own_other_words": len(own), "n_others": int((~said).sum()),
+               "n_own_other_words": len(own), "n_negatives": len(mine_neg),
+               "n_others": int((~said).sum()),
                "n_others_said_word": int(said.sum()), "n_accuracy": int(known.sum()),
                "accuracy_before": float(right.sum() / max(1, known.sum())), "at": {}}
         for th in sweep:
@@ -377,6 +390,7 @@ def bench_enrol_words(
         cond |= {"seed": seed, **ROOM_SPEC}
     return {
         "protocol": "held-out words: enrol from one speaker's recordings, query the same speaker",
+        "negatives": negatives,
         "held_out_words": list(words), "shots": shots, "speaker_set": speakers,
         "condition": cond, "method": "templates", "config": cfg.to_dict(),
         "bank": {"size": len(bank_clips), "seed": seed,
