@@ -23,6 +23,7 @@ import pytest
 import soundfile as sf
 import torch
 from _clips import wave
+from _store import profile_store
 from tracekws.model.audio import SAMPLE_RATE
 from tracekws.model.detect import Detector
 from tracekws.model.pipeline import KWSModel
@@ -285,16 +286,8 @@ def test_profile_and_model_thresholds_are_listened_with(keyword_clip, shipped_mo
     """``--profile``: the active version's own per-keyword thresholds (as PUT
     /profiles/{p}/detector sets them); ``--model``: the model file's; ``--threshold`` sets one
     threshold for every keyword instead."""
-    from tracekws.service import db
-    from tracekws.service.store import Store
-
     data = tmp_path / "data"
-    data.mkdir()
-    engine = db.make_engine(f"sqlite:///{data / 'tracekws.db'}")
-    db.migrate(engine)
-    base = shipped_model_path.read_bytes()
-    store = Store(engine, base, KWSModel.from_bytes(base).labels)
-    store.create_profile("alice")
+    engine, store = profile_store(data, shipped_model_path)
     store.commit_detector("alice", 1, {"thresholds": {WORD: 1.0}, "refractory": 2.0})
     engine.dispose()
     env = {"TRACEKWS_DATA_DIR": str(data), "TRACEKWS_MODEL_PATH": str(shipped_model_path)}

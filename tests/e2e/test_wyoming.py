@@ -25,6 +25,7 @@ from tracekws.model.pipeline import SILENCE, UNKNOWN, KWSModel, ModelConfig
 from tracekws.service.process import free_port, stop_process
 
 from tests._clips import clip_path, wave
+from tests._store import profile_store
 
 with warnings.catch_warnings():  # wyoming.audio imports the stdlib's deprecated audioop
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -383,16 +384,8 @@ def test_oversized_event_is_refused(server):
 def test_stored_profile_and_its_new_version(tmp_path, shipped_model_path):
     """A profile in the service's database is served (its active version), and a version
     committed while the server runs is picked up at the next audio-start."""
-    from tracekws.service import db
-    from tracekws.service.store import Store
-
     data = tmp_path / "data"
-    data.mkdir()
-    engine = db.make_engine(f"sqlite:///{data / 'tracekws.db'}")
-    db.migrate(engine)
-    base = shipped_model_path.read_bytes()
-    store = Store(engine, base, KWSModel.from_bytes(base).labels)
-    store.create_profile("alice")
+    engine, store = profile_store(data, shipped_model_path)
     w = Wyoming(data, shipped_model_path, "alice", "--refresh", "0")
     try:
         (prog,) = w.info.wake
@@ -414,16 +407,8 @@ def test_a_versions_thresholds_are_heard_with(tmp_path, shipped_model_path):
     """The profile version's own per-keyword thresholds (as PUT /profiles/{p}/detector sets
     them) decide what the server reports, a version with other settings is picked up at the
     next audio-start, and ``--threshold`` sets one threshold for every keyword."""
-    from tracekws.service import db
-    from tracekws.service.store import Store
-
     data = tmp_path / "data"
-    data.mkdir()
-    engine = db.make_engine(f"sqlite:///{data / 'tracekws.db'}")
-    db.migrate(engine)
-    base = shipped_model_path.read_bytes()
-    store = Store(engine, base, KWSModel.from_bytes(base).labels)
-    store.create_profile("alice")
+    engine, store = profile_store(data, shipped_model_path)
     store.commit_detector("alice", 1, {"thresholds": {"yes": 1.0}})
     pcm = padded(*KEYWORD)  # detected at the global 0.5 (checked above)
     w = Wyoming(data, shipped_model_path, "alice", "--refresh", "0")
@@ -466,9 +451,6 @@ def test_a_word_of_the_profiles_own_is_offered_and_heard(tmp_path, shipped_model
     "no", a bank without "no"): describe offers it, and its fourth take wakes it."""
     from tracekws.model.adapt import AdaptSession
     from tracekws.model.words import with_bank
-    from tracekws.service import db
-    from tracekws.service.store import Store
-
     m = KWSModel.load(shipped_model_path)
     m.words = with_bank(m, "tests/data/gsc", size=30, exclude=("no",), val_percent=0)
     session = AdaptSession(m, "marvin")
@@ -476,12 +458,7 @@ def test_a_word_of_the_profiles_own_is_offered_and_heard(tmp_path, shipped_model
         session.feed(wave("no", u))
     assert session.finish().utterances == 3
     data = tmp_path / "data"
-    data.mkdir()
-    engine = db.make_engine(f"sqlite:///{data / 'tracekws.db'}")
-    db.migrate(engine)
-    base = shipped_model_path.read_bytes()
-    store = Store(engine, base, KWSModel.from_bytes(base).labels)
-    store.create_profile("alice")
+    engine, store = profile_store(data, shipped_model_path)
     store.commit_version("alice", 1, m.to_bytes(), "tp", "marvin", {}, 3, m.labels, {})
     w = Wyoming(data, shipped_model_path, "alice")
     try:
