@@ -225,10 +225,16 @@ def stream_pair(model: KWSModel, book: WordBook, word: str, support: list[Clip],
         spans.append((t / SAMPLE_RATE, (t + len(w)) / SAMPLE_RATE))
         t += len(w) + len(gap)
     audio = torch.cat(parts)
-    det = Detector(pm)
     step = SAMPLE_RATE // 10
-    found = [d for i in range(0, len(audio), step) for d in det.feed(audio[i:i + step])]
-    found = [d for d in found + det.flush() if d.label == ENROLLED]
+
+    def run(det: Detector) -> tuple[list, float]:
+        t0 = time.perf_counter()
+        out = [d for i in range(0, len(audio), step) for d in det.feed(audio[i:i + step])]
+        return out + det.flush(), time.perf_counter() - t0
+
+    found, busy = run(Detector(pm))
+    _, busy_classes = run(Detector(pm, words=()))  # the same stream with the word switched off
+    found = [d for d in found if d.label == ENROLLED]
     hit = [False] * len(order)
     false = duplicates = 0
     for d in found:
@@ -243,7 +249,10 @@ def stream_pair(model: KWSModel, book: WordBook, word: str, support: list[Clip],
     n_query = sum(q for _, q in order)
     return {"detection": sum(hit) / max(1, n_query),
             "false_accepts_own": false / max(1, len(own)) if own else None,
-            "duplicates": duplicates, "stream_seconds": round(len(audio) / SAMPLE_RATE, 1)}
+            "duplicates": duplicates, "stream_seconds": round(len(audio) / SAMPLE_RATE, 1),
+            # one thread's compute per second of audio, with the word and without it
+            "real_time_factor": round(busy * SAMPLE_RATE / len(audio), 4),
+            "real_time_factor_without_words": round(busy_classes * SAMPLE_RATE / len(audio), 4)}
 
 
 def bench_enrol_words(
@@ -382,6 +391,8 @@ def bench_enrol_words(
 
         summary["stream"] = {k: mean_stream(k) for k in ("detection", "false_accepts_own")} | {
             "duplicates": sum(r["stream"]["duplicates"] for r in rows),
+            "real_time_factor": mean_stream("real_time_factor"),
+            "real_time_factor_without_words": mean_stream("real_time_factor_without_words"),
             "gap_seconds": STREAM_GAP_S, "tolerance_seconds": STREAM_TOLERANCE_S}
     cond: dict = {"name": condition}
     if condition == "room":
