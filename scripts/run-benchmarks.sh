@@ -26,7 +26,15 @@ done
 run classes bench classes --json
 run classes-batch bench classes --classes 12,1000 --batches 8,32,64 --json
 run macs bench macs --json
-for k in 1 3 5; do run "enrol-$k" bench enrol --data "$data" --shots "$k" --json; done
+# words of your own: held-out words, enrolled and queried by the same report speaker, as clips
+# and through the streaming detector (docs/enrol.md); the older other-speakers readout protocol
+for cond in clean room; do
+  run "enrol-report-$cond" bench enrol --data "$data" --shots 1,3,5 --speakers report \
+    --condition "$cond" --stream --json
+done
+for k in 1 3 5; do
+  run "enrol-other-speakers-$k" bench enrol --data "$data" --protocol other-speakers --shots "$k" --json
+done
 run memory-tp bench memory --rule tp --seconds 1 30 --json
 run memory-bptt bench memory --rule bptt --seconds 1 30 --json
 run service bench service --json
