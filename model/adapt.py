@@ -190,6 +190,19 @@ class Segmenter:
         return torch.stack(frames)
 
 
+def frame_energy(frames: torch.Tensor, n_mels: int) -> torch.Tensor:
+    """The loudness the segmenter tracks, per front-end frame ((..., t, F) → (..., t)): the log
+    of the summed mel energies (logsumexp over the ``n_mels`` log-mel bands)."""
+    return torch.logsumexp(frames[..., :n_mels], dim=-1)
+
+
+def vad_segmenter() -> Segmenter:
+    """The segmenter on silero-vad decisions (hang and energy rule chosen in docs/vad.md): the
+    one /adapt cuts utterances with, and the stream detector cuts words with, so a word is
+    heard in a stream cut as it was cut when it was enrolled."""
+    return Segmenter(hang=VAD_HANG, loud=VAD_LOUD)
+
+
 class AdaptSession:
     """Adapt a model on one streamed recording of one label (in place: pass a clone)."""
 
@@ -210,7 +223,7 @@ class AdaptSession:
         self.before.load_state_dict(model.net.state_dict())
         self.stream = model.init_stream()
         self.vad = SileroVAD(frontend=model.config.frontend)
-        self.segmenter = Segmenter(hang=VAD_HANG, loud=VAD_LOUD)
+        self.segmenter = vad_segmenter()
         self.n_mels = model.config.frontend.n_mels
         self.p_before: list[float] = []
         self.p_after: list[float] = []
@@ -231,7 +244,7 @@ class AdaptSession:
         else:
             frames, data, self.stream = self.model.stream(samples, self.stream)
         if frames.shape[1]:
-            energy = torch.logsumexp(frames[0, :, : self.n_mels], dim=1)
+            energy = frame_energy(frames[0], self.n_mels)
             for w in self.segmenter.push(energy, data[0], speech):
                 self._learn(w)
         return len(self.p_after)

@@ -42,11 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .adapt import Segmenter
+from .adapt import frame_energy, vad_segmenter
 from .audio import SAMPLE_RATE
 from .pipeline import SILENCE, UNKNOWN, KWSModel
-from .vad import HANG as VAD_HANG
-from .vad import LOUD as VAD_LOUD
 from .vad import SileroVAD
 
 
@@ -246,7 +244,7 @@ class Trigger:
     that keyword is then disarmed until both ``refractory_frames`` frames have passed and its
     posterior has dropped to its threshold or below (re-arming). Why both: one word keeps the
     posterior of a ~1 s integration window high for up to 1.3 s, so a refractory time alone
-    either fires twice on one utterance (1.0 s: 9 of the 57 test clips) or swallows a word
+    either fires twice on one utterance (1.0 s: 9 of the 50 test keyword clips) or swallows a word
     said again soon after; a posterior that has not fallen since the detection is still the
     same utterance. State (when each keyword may fire again) carries over between calls, so
     feeding a stream in chunks equals feeding it whole.
@@ -258,7 +256,6 @@ class Trigger:
         n = len(self.thresholds)
         self.suppressed_until = np.zeros(n, dtype=np.int64)
         self.rearmed_at = np.zeros(n, dtype=np.float64)  # frame it re-arms; inf: not yet known
-        self.reset()
 
     def reset(self) -> None:
         self.suppressed_until[:] = 0
@@ -340,7 +337,7 @@ class Detector:
         self.last_posterior = torch.zeros(len(self.labels))
         if self.vad is not None:
             self.vad.reset()
-            self.segmenter = Segmenter(hang=VAD_HANG, loud=VAD_LOUD)
+            self.segmenter = vad_segmenter()
             self.utterances.clear()
 
     @property
@@ -376,7 +373,7 @@ class Detector:
             speech = self.vad.speech(samples)
             frames, x, self.stream = self.model.stream(samples, self.stream)
             if frames.shape[1]:
-                energy = torch.logsumexp(frames[0, :, : self.n_mels], dim=1)
+                energy = frame_energy(frames[0], self.n_mels)
                 self.utterances += self.segmenter.push(energy, frames[0], speech)
         net, cfg = self.model.net, self.config
         out = torch.zeros(x.shape[1], len(self.labels))

@@ -206,12 +206,8 @@ def stream_pair(model: KWSModel, book: WordBook, word: str, support: list[Clip],
 
     pm = model.clone()
     pm.words = book
-    waves = load_waves(support, progress=False)
-    if room is not None:
-        waves = room.apply_clips(waves, support)
-    with torch.no_grad():
-        for f in pm.frontend(waves):
-            pm.words = pm.words.enrol(ENROLLED, *recording(pm, f, book.cfg))
+    for f in frame_clips(model, support, room)[0]:
+        pm.words = pm.words.enrol(ENROLLED, *recording(pm, f, book.cfg))
     order = [(c, True) for c in query] + [(c, False) for c in own]
     random.Random(f"{seed}/{word}/{support[0].speaker}").shuffle(order)  # str seeds: stable
     clips = [c for c, _ in order]

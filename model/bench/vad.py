@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adapt import WINDOW, Segmenter
+from ..adapt import WINDOW, Segmenter, frame_energy
 from ..audio import SAMPLE_RATE, load
 from ..data import NOISE_DIR, noise_recordings, scan
 from ..frontend import FrontEnd, FrontEndConfig
@@ -417,7 +417,7 @@ def features(rec: Recording, frontend: FrontEnd, n_mels: int, detectors: list[st
     with torch.no_grad():
         frames = frontend(rec.wave)
     t = time.process_time()
-    energy = torch.logsumexp(frames[:, :n_mels], dim=1)
+    energy = frame_energy(frames, n_mels)
     f = Features(energy, time.process_time() - t)
     n = len(energy)
     if any(d.startswith("silero") for d in detectors):
