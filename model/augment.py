@@ -1,4 +1,4 @@
-"""Training-time augmentation: time shift, gain, background noise, SpecAugment masks."""
+"""Training-time augmentation: speed, time shift, gain, background noise, SpecAugment masks."""
 
 from __future__ import annotations
 
@@ -16,6 +16,27 @@ def time_shift(waves: torch.Tensor, max_shift: int, gen: torch.Generator) -> tor
         else:
             out[i, :s] = waves[i, -s:]
     return out
+
+
+def speed_perturb(waves: torch.Tensor, max_dev: float, gen: torch.Generator) -> torch.Tensor:
+    """Play each clip at a random speed in [1 − max_dev, 1 + max_dev] about its centre.
+
+    Why: a new speaker differs from the training speakers mostly in vocal-tract length and
+    speaking rate; resampling moves both formants (pitch and spectral envelope scale by the
+    factor) and duration, the classic speed perturbation of speech recognition. Output sample
+    j reads the input at (j − n/2)·f + n/2 by linear interpolation; outside the clip it is 0.
+    """
+    if max_dev <= 0:
+        return waves
+    b, n = waves.shape
+    f = torch.empty(b, 1).uniform_(1 - max_dev, 1 + max_dev, generator=gen)
+    pos = (torch.arange(n, dtype=torch.float32) - n / 2) * f + n / 2
+    i0 = pos.floor().long()
+    w = pos - i0
+    valid = (i0 >= 0) & (i0 < n - 1)
+    i0 = i0.clamp(0, n - 2)
+    out = waves.gather(1, i0) * (1 - w) + waves.gather(1, i0 + 1) * w
+    return out * valid
 
 
 def noise_windows(

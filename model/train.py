@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,8 @@ class TrainConfig:
     # fixed hashed order, so 25 % ⊂ 50 % ⊂ 100 %; validation speakers are never touched
     train_fraction: float = 1.0
     steps_per_epoch: int = 0  # >0: batches per epoch whatever the data size (0: one pass)
+    ema: float = 0.0  # >0: validate and ship an exponential moving average of the weights
+    speed: float = 0.0  # >0: each clip played at a speed in [1 − speed, 1 + speed]
 
 
 TRAIN_ROOM_SEED = 10**9  # training rooms: sample_room(seed) for seeds from here on
@@ -179,6 +182,7 @@ def augmented_batch(
         if len(fresh):
             gain = torch.empty(len(fresh), 1).uniform_(0.0, 1.0, generator=gen) ** 2
             waves[fresh] = augment.noise_windows(p.noise, len(fresh), n, gen) * gain
+    waves = augment.speed_perturb(waves, cfg.speed, gen)
     waves = augment.time_shift(waves, 1600, gen)
     if p.rooms:  # the device in a room: reverberation, band-pass, noise at 5-20 dB
         use = (torch.rand(len(idx), generator=gen) < cfg.room_prob).nonzero().flatten()
@@ -270,6 +274,46 @@ class TPAuxLoss:
                 target = contrast_targets(self.traces[tt], y)
                 terms.append(-(target * torch.log_softmax(z, 1)).sum(1).mean())
         return torch.stack(terms).mean() if terms else spikes[0].new_zeros(())
+
+
+class WeightAverage:
+    """Exponential moving average of the network's weights (Polyak averaging), validated and
+    saved in place of the last step's weights.
+
+    Why: with ~3k training clips the last step's weights wander from epoch to epoch by about a
+    point of validation accuracy (the shipped run: 0.890–0.903 over its last 15 epochs); the
+    average sits in the middle of where they wander. The decay warms up as (1+n)/(10+n) so the
+    random initial weights leave the average within the first epochs."""
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.decay, self.n = decay, 0
+        self.avg = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for k, v in net.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.avg[k].lerp_(v, 1 - d)
+            else:
+                self.avg[k].copy_(v)
+
+    @contextmanager
+    def swapped_in(self, net: torch.nn.Module):
+        """The averaged weights in ``net`` for the duration of the block."""
+        saved = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(self.avg)
+        try:
+            yield
+        finally:
+            net.load_state_dict(saved)
+
+    def state_dict(self) -> dict:
+        return {"avg": self.avg, "n": self.n}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.avg, self.n = st["avg"], st["n"]
 
 
 class _BPTTLearner:
@@ -392,10 +436,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     weights = (1.0 / counts)[p.train_y]
     history: list[dict] = []
     best, start = -1.0, 0
+    ema = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False, map_location=dist.device)
         net.load_state_dict(ck["net"])
         learner.load_state_dict(ck["learner"])
+        if ema is not None and "ema" in ck:
+            ema.load_state_dict(ck["ema"])
         gen.set_state(ck["gen"].cpu())
         history, best, start = ck["history"], ck["best"], ck["epoch"]
     if dist.active:
@@ -410,6 +457,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             x, y = augmented_batch(p, idx, gen, cfg), p.train_y[idx]
             x, y = x[shard].to(dist.device), y[shard].to(dist.device)
             m, loss = learner.step(x, y)
+            if ema is not None:
+                ema.update(net)
             tot_loss += loss * len(y)
             tot_ok += int((m.argmax(1) == y).sum())
             tot_n += len(y)
@@ -418,7 +467,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if dist.main:
             best = _end_epoch(p, cfg, learner, dist, gen, history, best, epoch, out, ckpt_path,
                               {"epoch": epoch + 1, "loss": tot_loss / tot_n,
-                               "train_acc": tot_ok / tot_n}, t0, progress)
+                               "train_acc": tot_ok / tot_n}, t0, progress, ema)
         dist.barrier()  # every rank starts the next epoch after rank 0's checkpoint
     dist.close()
     return {"best_val_accuracy": best, "epochs": cfg.epochs, "model": str(out),
@@ -427,27 +476,30 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
 def _end_epoch(p: Prepared, cfg: TrainConfig, learner, dist: Dist, gen: torch.Generator,
                history: list[dict], best: float, epoch: int, out: Path, ckpt_path: Path,
-               h: dict, t0: float, progress: bool) -> float:
+               h: dict, t0: float, progress: bool, ema: WeightAverage | None = None) -> float:
     """Rank 0 at the end of an epoch: validate, keep the best model, write the checkpoint,
-    history and curves. Returns the best validation accuracy so far."""
-    model = _on_cpu(p.model, dist)
-    val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
-    h |= {"val_acc": val_acc, "seconds": time.time() - t0}
-    if isinstance(learner, _BPTTLearner):
-        h["lr"] = learner.sched.get_last_lr()[0]
-    if p.val_x is not None and model.spiking:
-        from .rules.tp import tp_scores
+    history and curves. With ``ema`` the averaged weights are validated and saved.
+    Returns the best validation accuracy so far."""
+    with ema.swapped_in(p.model.net) if ema is not None else nullcontext():
+        model = _on_cpu(p.model, dist)
+        val_acc = accuracy(model, p.val_x, p.val_y) if p.val_x is not None else float("nan")
+        h |= {"val_acc": val_acc, "seconds": time.time() - t0}
+        if isinstance(learner, _BPTTLearner):
+            h["lr"] = learner.sched.get_last_lr()[0]
+        if p.val_x is not None and model.spiking:
+            from .rules.tp import tp_scores
 
-        h["val_tp_class_score"] = tp_scores(model.net, p.val_x, p.val_y)["class_score_accuracy"]
-    history.append(h)
-    if progress:
-        tqdm.write(json.dumps(h))
-    if val_acc > best or math.isnan(val_acc):
-        best = val_acc
-        save_best(model, p, cfg, epoch, val_acc, out)
+            h["val_tp_class_score"] = tp_scores(model.net, p.val_x,
+                                                p.val_y)["class_score_accuracy"]
+        history.append(h)
+        if progress:
+            tqdm.write(json.dumps(h))
+        if val_acc > best or math.isnan(val_acc):
+            best = val_acc
+            save_best(model, p, cfg, epoch, val_acc, out)
     torch.save({"net": p.model.net.state_dict(), "learner": learner.state_dict(),
                 "gen": gen.get_state(), "history": history, "best": best,
-                "epoch": epoch + 1}, ckpt_path)
+                "epoch": epoch + 1} | ({"ema": ema.state_dict()} if ema else {}), ckpt_path)
     out.with_name(out.stem + "-history.json").write_text(json.dumps(history, indent=1))
     plot_curves(history, out.with_name(out.stem + "-curves.png"))
     return best

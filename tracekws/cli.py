@@ -26,7 +26,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         seed=a.seed, threads=a.threads, resume=a.resume, rule=a.rule, limit_steps=a.limit_steps,
         room_prob=a.room_prob, tp_aux=a.tp_aux, extra_data=tuple(a.extra_data),
         holdout_words=tuple(w for w in a.holdout_words.split(",") if w), arch=a.arch,
-        train_fraction=a.train_fraction, steps_per_epoch=a.steps_per_epoch,
+        train_fraction=a.train_fraction, steps_per_epoch=a.steps_per_epoch, ema=a.ema,
+        speed=a.speed,
     )
     summary = train(cfg, progress=not a.quiet)
     summary.pop("history", None)
@@ -223,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this share of the training speakers (fixed hashed order, nested)")
     t.add_argument("--steps-per-epoch", type=int, default=0,
                    help="batches per epoch whatever the data size (default: one pass)")
+    t.add_argument("--ema", type=float, default=0.0,
+                   help="validate and save an exponential moving average of the weights with "
+                        "this decay per step (e.g. 0.995); 0: the last step's weights")
+    t.add_argument("--speed", type=float, default=0.0,
+                   help="speed perturbation: each training clip played at a random speed in "
+                        "[1 - S, 1 + S] (e.g. 0.1); 0: off")
     t.add_argument("--limit-steps", type=int, default=0, help=argparse.SUPPRESS)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)

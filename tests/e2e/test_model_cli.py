@@ -119,3 +119,55 @@ def test_tp_aux_loss_reaches_the_hidden_weights():
     loss = aux(spikes, torch.tensor([0, 1, 3]))
     loss.backward()
     assert loss > 0 and net.w_in.grad.abs().sum() > 0 and net.w_rec.grad.abs().sum() > 0
+
+
+def test_train_with_speed_perturbation_and_weight_average(tmp_path, capsys):
+    """--speed and --ema: the saved model holds the averaged weights, not the last step's,
+    and --resume continues the average from the checkpoint."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "tiny"
+    args = ["train", "--data", str(GSC), "--out", str(out), "--hidden", "24", "--batch", "8",
+            "--val-percent", "10", "--threads", "1", "--limit-steps", "3", "--quiet",
+            "--speed", "0.1", "--ema", "0.9"]
+    assert main(args + ["--epochs", "1"]) == 0  # the first epoch is always saved
+    ck = torch.load(tmp_path / "tiny-checkpoint.pt", weights_only=False)
+    last, avg = ck["net"]["w_in"], ck["ema"]["avg"]["w_in"]
+    saved = load_file(str(tmp_path / "tiny.safetensors"))
+    w = next(v for k, v in saved.items() if k.endswith("w_in"))
+    assert torch.equal(w, avg) and not torch.equal(w, last)
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    ck = torch.load(tmp_path / "tiny-checkpoint.pt", weights_only=False)
+    assert ck["ema"]["n"] == 6  # 3 steps per epoch, continued across the resume
+
+
+def test_weight_average_swaps_in_and_back():
+    from tracekws.model.train import WeightAverage
+
+    net = torch.nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = WeightAverage(net, decay=0.5)
+    for v in (1.0, 1.0, 1.0):  # warm-up decays 2/11, 3/12, 4/13: the average approaches 1
+        with torch.no_grad():
+            net.weight.fill_(v)
+        ema.update(net)
+    expected = 1 - (2 / 11) * (3 / 12) * (4 / 13)
+    assert torch.allclose(ema.avg["weight"], torch.full((2, 3), expected))
+    with ema.swapped_in(net):
+        assert torch.allclose(net.weight, torch.full((2, 3), expected))
+    assert torch.equal(net.weight, torch.ones(2, 3))
+
+
+def test_speed_perturbation_scales_frequency_and_keeps_the_centre():
+    from tracekws.model.augment import speed_perturb
+
+    n = 16000
+    t = torch.arange(n) / n
+    x = torch.sin(2 * torch.pi * 400 * t).repeat(64, 1)
+    y = speed_perturb(x, 0.2, torch.Generator().manual_seed(0))
+    peaks = torch.fft.rfft(y).abs().argmax(1).float()  # Hz, since the clip is 1 s long
+    assert peaks.min() >= 400 * 0.8 - 2 and peaks.max() <= 400 * 1.2 + 2
+    assert peaks.std() > 20  # the speeds differ from clip to clip
+    assert torch.allclose(y[:, n // 2], x[:, n // 2], atol=1e-4)  # the centre stays put
+    assert torch.equal(speed_perturb(x, 0.0, torch.Generator()), x)
