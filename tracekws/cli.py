@@ -17,6 +17,28 @@ def _model(path: str | None):
     return KWSModel.load(path or PRETRAINED)
 
 
+def _settings(items: list[str]) -> dict:
+    """NAME=VALUE pairs as a dict of numbers, booleans and strings (a rule's settings)."""
+    out: dict = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"expected NAME=VALUE, got {item!r}")
+        low = value.lower()
+        if low in ("true", "false"):
+            out[name] = low == "true"
+            continue
+        for kind in (int, float):
+            try:
+                out[name] = kind(value)
+                break
+            except ValueError:
+                pass
+        else:
+            out[name] = value
+    return out
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from tracekws.model.train import TrainConfig, train
 
@@ -124,7 +146,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
                            condition=a.condition, target_fa=a.target_fa,
                            val_percent=a.val_percent, cache=a.cache, teach_n=a.teach,
                            plot=a.det_plot, progress=not a.json,
-                           calibrated_out=a.calibrated_out)
+                           calibrated_out=a.calibrated_out,
+                           teach_hp=_settings(a.teach_set))
         if a.json_out:
             Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
             Path(a.json_out).write_text(json.dumps(res, indent=1) + "\n")
@@ -300,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream: false accepts/hour the per-keyword thresholds aim at (tune)")
     b.add_argument("--teach", type=int, default=3,
                    help="stream: false triggers of the report stream taught as _unknown_")
+    b.add_argument("--teach-set", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="stream: the teaching rule's settings where they differ from its "
+                        "defaults (e.g. readout_orth=true lr_out=0.5), as /adapt's parameters")
     b.add_argument("--cache", default=None,
                    help="stream: cache of synthesised speech (default ~/.cache/tracekws/stream)")
     b.add_argument("--det-plot", default=None, help="stream: write the DET plot (PNG) here")

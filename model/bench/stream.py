@@ -512,9 +512,10 @@ def model_sha(model: KWSModel) -> str:
 
 # ---- teaching false triggers ----------------------------------------------------------------
 def teach(model: KWSModel, stream: Stream, events: list[tuple[float, str, float]], n: int,
-          rule: str = "tp") -> tuple[KWSModel, list[dict]]:
+          rule: str = "tp", **hp) -> tuple[KWSModel, list[dict]]:
     """Adapt a copy of ``model`` on ``n`` false triggers as ``_unknown_``, one /adapt-style
-    session (:class:`AdaptSession`) per trigger, in turn; triggers without speech are skipped."""
+    session (:class:`AdaptSession`) per trigger, in turn; triggers without speech are skipped.
+    ``hp`` overrides the rule's defaults, as /adapt's query parameters do."""
     from ..adapt import AdaptSession, NoSpeechError
 
     m = model.clone()
@@ -524,7 +525,7 @@ def teach(model: KWSModel, stream: Stream, events: list[tuple[float, str, float]
             break
         lo = max(0, int((t - TEACH_WINDOW[0]) * SAMPLE_RATE))
         hi = int((t + TEACH_WINDOW[1]) * SAMPLE_RATE)
-        session = AdaptSession(m.clone(), UNKNOWN, rule)
+        session = AdaptSession(m.clone(), UNKNOWN, rule, **hp)
         session.feed(stream.audio[lo:hi])
         try:
             res = session.finish()
@@ -620,12 +621,14 @@ def bench_stream(
     min_clips: int = MIN_CLIPS,
     progress: bool = False,
     calibrated_out: str | Path | None = None,
+    teach_hp: dict | None = None,
 ) -> dict:
     """Build the tune and report streams, sweep, calibrate, teach; the JSON result.
 
     ``texts(half)`` gives the passages to synthesise (default: the King James Bible, split in
     halves); ``min_clips``: keyword clips a speaker needs (as in the personalisation bench);
-    ``calibrated_out``: also write the model with the tune-calibrated thresholds there.
+    ``calibrated_out``: also write the model with the tune-calibrated thresholds there;
+    ``teach_hp``: the teaching rule's settings where they differ from its defaults.
     """
     t0 = time.perf_counter()
     if calibrated_out is not None:
@@ -704,10 +707,10 @@ def bench_stream(
         near = {round(e[0], 1) for e in events}
         events += [e for e in more if round(e[0], 1) not in near]
         source = f"calibrated, topped up at threshold {default.threshold}"
-    adapted, taught = teach(model, streams["report"], events, teach_n)
+    adapted, taught = teach(model, streams["report"], events, teach_n, **(teach_hp or {}))
     after = {h: stream_posteriors(adapted, streams[h].audio)[0] for h in streams}
-    teach_res: dict = {"rule": "tp", "label": UNKNOWN, "source": source, "taught": taught,
-                       "window_s": list(TEACH_WINDOW)}
+    teach_res: dict = {"rule": "tp", "settings": dict(teach_hp or {}), "label": UNKNOWN,
+                       "source": source, "taught": taught, "window_s": list(TEACH_WINDOW)}
     for h in streams:
         before_cal, _ = cal_res[h]
         after_cal, _ = calibrated_point(after[h], streams[h], det, cal)

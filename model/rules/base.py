@@ -51,6 +51,10 @@ class RuleConfig:
     # Chosen on the tune speakers, clean and room together: scripts/choose-norm-prior.py,
     # docs/bench/norm/chosen.json
     norm_prior: float = 4000.0
+    # the readout's delta step orthogonal to the average utterance's spike counts (the replay
+    # bank's mean; core.ReadoutLearner ``reference``): what one utterance teaches stays specific
+    # to it instead of shifting every utterance's logits. Off: the plain (normalised) delta rule
+    readout_orth: bool = False
 
 
 # The authors' setting for training a network with a rule from scratch: Adam at every frame,
@@ -67,8 +71,23 @@ class Rule(ABC):
         self.labels: torch.Tensor | None = None
         self.steps = 0  # frames whose updates have been applied
         self.frames = 0  # frames seen (the clock of the learning-rate schedule)
-        self.replay_bank: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._replay_bank: tuple[torch.Tensor, torch.Tensor] | None = None
         self._replay_gen = torch.Generator().manual_seed(0)
+
+    @property
+    def replay_bank(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(spike counts, labels) of training clips (the model's replay bank), or None: the
+        readout's rehearsal (``replay``) and its reference direction (``readout_orth``)."""
+        return self._replay_bank
+
+    @replay_bank.setter
+    def replay_bank(self, bank: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self._replay_bank = bank
+        readout = getattr(self, "readout", None)
+        if readout is not None and getattr(self.config, "readout_orth", False):
+            mean = bank[0].mean(0) if bank is not None else None
+            readout.reference = None if mean is None or float(mean.norm()) == 0 \
+                else mean / mean.norm()
 
     def hyperparameters(self) -> dict:
         return {"rule": self.name, **asdict(self.config)}

@@ -108,12 +108,23 @@ class ReadoutLearner:
     normalised LMS step): a step of size η then moves the logits by about η·(p − c*)
     whatever the spike counts of the utterance, so η is in logit units and one rate suits
     short and long, quiet and loud utterances.
+
+    ``reference`` (a unit vector r, or None) removes the presynaptic factor's component along
+    r before the update: ε ← ε − ⟨ε, r⟩ r. With r the direction of the average utterance's
+    spike counts (the rules' ``readout_orth``), why: spike counts are non-negative and mostly
+    shared by every utterance, so a plain delta step on one utterance moves the logits of
+    *all* utterances nearly as much — teaching one "that was not a keyword" lowers every
+    keyword. After the projection the average utterance's logits do not move at all, the taught
+    utterance's move by the same η·(p − c*) (normalised), and others by how much they
+    resemble what is specific to it.
     """
 
-    def __init__(self, mode: str, leak: float, normalise: bool = False) -> None:
+    def __init__(self, mode: str, leak: float, normalise: bool = False,
+                 reference: torch.Tensor | None = None) -> None:
         if mode not in ("final", "frame"):
             raise ValueError(f"unknown readout mode {mode!r}")
         self.mode, self.leak, self.normalise = mode, leak, normalise
+        self.reference = reference
 
     def begin(self, b: int, h: int, c: int, target: torch.Tensor) -> None:
         self.target = target
@@ -133,6 +144,8 @@ class ReadoutLearner:
         return self._grad(self.e) if self.mode == "final" else None
 
     def _grad(self, pre: torch.Tensor) -> torch.Tensor:
+        if self.reference is not None:
+            pre = pre - (pre @ self.reference)[:, None] * self.reference
         g = readout_grad(self.m, self.target, pre)
         return g / (pre.pow(2).sum(1).mean() + 1.0) if self.normalise else g
 

@@ -51,3 +51,28 @@ def test_memory_is_bounded_for_a_long_recording(model):
         sess.feed(torch.cat([w, torch.zeros(8000)]))
     assert len(sess.segmenter.ring) <= sess.segmenter.ring.maxlen
     assert sess.finish().utterances == 20
+
+
+def test_orthogonal_readout_step_leaves_the_average_utterance_alone():
+    """readout_orth: teaching one utterance moves W_out only orthogonally to the replay bank's
+    mean spike counts, so the average utterance's logits stay put; the plain step moves them."""
+    from tracekws.model.adapt import make
+
+    torch.manual_seed(0)
+    m = KWSModel(ModelConfig(n_hidden=32))
+    counts = torch.rand(40, 32) * 5 + 1.0  # non-negative, mostly shared, like spike counts
+    labels = torch.randint(12, (40,))
+    m.replay = (counts, labels)
+    mean = counts.mean(0)
+    x = m.inputs(wave("yes", 0)[None])
+    moved = {}
+    for orth in (False, True):
+        net = m.clone()
+        rule = make(net, "tp", readout_orth=orth, lr_out=1.0)
+        before = mean @ net.net.w_out.detach().T
+        rule.run(x, torch.tensor([net.labels.index("_unknown_")]))
+        moved[orth] = float((mean @ net.net.w_out.detach().T - before).abs().max())
+        if orth:
+            assert rule.readout.reference is not None
+            assert torch.allclose(rule.readout.reference.norm(), torch.tensor(1.0))
+    assert moved[True] < 1e-4 < moved[False]
