@@ -65,7 +65,8 @@ async def adapt(
         None, description="learning rule (default: the profile's, else the service's)"),
     epochs: int | None = Query(None, ge=1, le=20),
     lr: float | None = Query(None, gt=0, le=0.1),
-    lr_out: float | None = Query(None, gt=0, le=0.1),
+    lr_out: float | None = Query(None, gt=0, le=10, description="readout step (logit units "
+                                 "with the default normalised delta rule)"),
     optimizer: Literal["adam", "sgd"] | None = Query(None),
     update_every: int | None = Query(None, ge=1, le=1000),
     contrast: Literal["classes", "batch"] | None = Query(None),
@@ -73,6 +74,9 @@ async def adapt(
     norm_prior: float | None = Query(
         None, ge=0, le=1e7, description="weight, in frames, of the training statistics when the "
         "feature normalisation adapts to this recording (0: it does not)"),
+    readout_orth: bool | None = Query(
+        None, description="readout step orthogonal to the average utterance (default: on when "
+        "the label is _unknown_ or _silence_, off for words)"),
     idempotency_key: str | None = Header(
         None, alias="Idempotency-Key", max_length=128,
         description="a retry with the same key (same profile) returns the version the first "
@@ -92,7 +96,7 @@ async def adapt(
             profile, label, rule,
             {"epochs": epochs, "lr": lr, "lr_out": lr_out, "optimizer": optimizer,
              "update_every": update_every, "contrast": contrast, "readout": readout,
-             "norm_prior": norm_prior},
+             "norm_prior": norm_prior, "readout_orth": readout_orth},
             audio_chunks(request, s.max_upload_bytes, s.upload_idle_timeout_s,
                          s.upload_timeout_s),
             idempotency_key)

@@ -123,6 +123,26 @@ def test_adapt_with_rule_and_hyperparameters(client):
     assert hp["rule"] == "readout" and hp["lr_out"] == 1e-3 and hp["epochs"] == 2
 
 
+def test_teaching_not_a_keyword_takes_the_orthogonal_readout_step(client):
+    """_unknown_ adapts with readout_orth on unless the call says otherwise; words do not;
+    the version records which (its lineage)."""
+    def last_hp(profile):
+        return client.get(f"/profiles/{profile}/versions").json()["versions"][-1][
+            "hyperparameters"]
+
+    other = encode_wav(wave("up", 1))  # a false trigger, as the page's button sends it
+    assert _adapt(client, "olga", "_unknown_", data=other).status_code == 201
+    assert last_hp("olga")["readout_orth"] is True
+    assert _adapt(client, "olga", "yes").status_code == 201
+    assert last_hp("olga")["readout_orth"] is False
+    r = _adapt(client, "olga", "_unknown_", data=other, readout_orth="false")
+    assert r.status_code == 201
+    assert last_hp("olga")["readout_orth"] is False
+    assert _adapt(client, "olga", "yes", lr_out=0.25).status_code == 201  # the default step
+    r = _adapt(client, "olga", "yes", readout_orth="maybe")
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem")
+
+
 def test_profile_keeps_its_rule(client):
     r = client.post("/profiles", json={"name": "frank", "rule": "tess"})
     assert r.status_code == 201 and r.json()["rule"] == "tess"
