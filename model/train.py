@@ -58,6 +58,7 @@ class TrainConfig:
     extra_data: tuple[str, ...] = ()  # more folders for training only (e.g. `data synth`)
     room_prob: float = 0.0  # share of training clips sent through a simulated room
     room_pool: int = 64  # rooms drawn for training (seeds apart from the benchmarks' rooms)
+    room_extra: bool = True  # False: rooms for the --data clips only, never the extra folders'
     tp_aux: float = 0.0  # weight of TP's layer loss (all-classes contrast) beside the CE
     tp_aux_every: int = 10  # frames between two terms of that loss
     tp_aux_temperature: float = 100.0  # ⟨ε, ε̃⟩ are O(10³): scaled before the softmax
@@ -86,6 +87,7 @@ class Prepared:
     val_y: torch.Tensor
     noise: list[torch.Tensor]
     rooms: list = field(default_factory=list)  # model.room.RoomSimulator pool
+    room_ok: torch.Tensor | None = None  # (clips,) bool: may go through a room (None: all)
 
 
 def _labels_of(clips, labels: list[str]) -> torch.Tensor:
@@ -125,6 +127,7 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     labels = training_labels(cfg.holdout_words)
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
     train_c = speaker_subset(train_c, cfg.train_fraction)
+    n_own = len(train_c)
     for extra in cfg.extra_data:  # never validation: the validation speakers are real people
         train_c += scan(extra)
     if not train_c:
@@ -164,8 +167,9 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
         rooms = [RoomSimulator(sample_room(TRAIN_ROOM_SEED + i), noise)
                  for i in tqdm(range(cfg.room_pool), desc="rooms", disable=not progress,
                                leave=False)]
+    room_ok = None if cfg.room_extra else torch.arange(len(train_c)) < n_own
     return Prepared(model, train_waves, _labels_of(train_c, labels), val_x,
-                    _labels_of(val_c, labels), noise, rooms)
+                    _labels_of(val_c, labels), noise, rooms, room_ok)
 
 
 def augmented_batch(
@@ -185,7 +189,10 @@ def augmented_batch(
     waves = augment.speed_perturb(waves, cfg.speed, gen)
     waves = augment.time_shift(waves, 1600, gen)
     if p.rooms:  # the device in a room: reverberation, band-pass, noise at 5-20 dB
-        use = (torch.rand(len(idx), generator=gen) < cfg.room_prob).nonzero().flatten()
+        use = torch.rand(len(idx), generator=gen) < cfg.room_prob
+        if p.room_ok is not None:
+            use &= p.room_ok[idx]
+        use = use.nonzero().flatten()
         for i in use.tolist():
             sim = p.rooms[int(torch.randint(len(p.rooms), (1,), generator=gen))]
             key = str(int(torch.randint(2**62, (1,), generator=gen)))

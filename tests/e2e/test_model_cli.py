@@ -171,3 +171,27 @@ def test_speed_perturbation_scales_frequency_and_keeps_the_centre():
     assert peaks.std() > 20  # the speeds differ from clip to clip
     assert torch.allclose(y[:, n // 2], x[:, n // 2], atol=1e-4)  # the centre stays put
     assert torch.equal(speed_perturb(x, 0.0, torch.Generator()), x)
+
+
+def test_rooms_can_leave_the_extra_folders_dry(tmp_path):
+    """--no-room-extra: only the --data clips may go through a room, never --extra-data's."""
+    from tracekws.model.train import TrainConfig, augmented_batch, prepare
+
+    extra = tmp_path / "extra"
+    shutil.copytree(GSC, extra)
+    cfg = TrainConfig(data=str(GSC), out=str(tmp_path / "m"), hidden=16, val_percent=10,
+                      extra_data=(str(extra),), room_prob=1.0, room_pool=1, room_extra=False)
+    p = prepare(cfg, progress=False)
+    n_own = int(p.room_ok.sum())
+    assert 0 < n_own < len(p.train_y) and bool(p.room_ok[:n_own].all())
+    seen = []
+
+    class Recorder:  # stands in for the room pool: which clips were sent into a room
+        def apply(self, wave, key, speech):
+            seen.append(wave.clone())
+            return wave
+
+    p.rooms = [Recorder()]
+    idx = torch.arange(len(p.train_y))
+    augmented_batch(p, idx, torch.Generator().manual_seed(0), cfg)
+    assert len(seen) == n_own
