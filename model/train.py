@@ -27,7 +27,7 @@ from .distributed import Dist, from_env
 from .encoder import EncoderConfig, encode
 from .encoder import init_state as encoder_init
 from .neurons import LIFParams
-from .pipeline import KEYWORDS, LABELS, SILENCE, KWSModel, ModelConfig, batched
+from .pipeline import KEYWORDS, LABELS, SILENCE, UNKNOWN, KWSModel, ModelConfig, batched
 
 
 @dataclass
@@ -62,6 +62,7 @@ class TrainConfig:
     tp_aux: float = 0.0  # weight of TP's layer loss (all-classes contrast) beside the CE
     tp_aux_every: int = 10  # frames between two terms of that loss
     tp_aux_temperature: float = 100.0  # ⟨ε, ε̃⟩ are O(10³): scaled before the softmax
+    tp_aux_skip_unknown: bool = False  # leave _unknown_ clips out of the TP layer loss
     limit_steps: int = 0  # >0: stop each epoch after this many batches (smoke tests)
     # keywords removed from the data entirely (not even as _unknown_): the new-word benchmark's
     # backbone, which must never have heard the words it is asked to enrol
@@ -260,17 +261,25 @@ class TPAuxLoss:
     rule's soft targets y = softmax_k(−‖ε̃₀[c*] − ε̃₀[k]‖).
     """
 
-    def __init__(self, net, frames: int, cfg: TrainConfig) -> None:
+    def __init__(self, net, frames: int, cfg: TrainConfig,
+                 labels: list[str] | None = None) -> None:
         from .rules.tp import label_path_traces
 
         self.eps_lab, self.traces = label_path_traces(net, frames)
         self.beta, self.every, self.temp = net.params.beta, cfg.tp_aux_every, \
             cfg.tp_aux_temperature
+        # _unknown_ (other words, running speech) has no one direction a label path could give
+        self.skip = (labels or LABELS).index(UNKNOWN) if cfg.tp_aux_skip_unknown else None
 
     def __call__(self, spikes: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         from .neurons import trace_step
         from .rules.tp import contrast_targets
 
+        if self.skip is not None:
+            keep = y != self.skip
+            if not bool(keep.any()):
+                return spikes[0].new_zeros(())
+            spikes, y = [s[keep] for s in spikes], y[keep]
         eps = torch.zeros_like(spikes[0])
         terms = []
         for t, s in enumerate(spikes):
@@ -335,8 +344,8 @@ class _BPTTLearner:
             self.opt,
             lambda i: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
         self.lossf = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.tp_aux = TPAuxLoss(net, p.val_x.shape[1] if p.val_x is not None else 98, cfg) \
-            if cfg.tp_aux > 0 else None
+        self.tp_aux = TPAuxLoss(net, p.val_x.shape[1] if p.val_x is not None else 98, cfg,
+                                p.model.labels) if cfg.tp_aux > 0 else None
 
     @staticmethod
     def param_groups(net: torch.nn.Module, cfg: TrainConfig) -> list[dict]:

@@ -50,6 +50,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         holdout_words=tuple(w for w in a.holdout_words.split(",") if w), arch=a.arch,
         train_fraction=a.train_fraction, steps_per_epoch=a.steps_per_epoch, ema=a.ema,
         speed=a.speed, room_extra=not a.no_room_extra,
+        tp_aux_skip_unknown=a.tp_aux_skip_unknown,
     )
     summary = train(cfg, progress=not a.quiet)
     summary.pop("history", None)
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "speech from `tracekws data synth`)")
     t.add_argument("--room-prob", type=float, default=0.0,
                    help="share of training clips sent through simulated rooms")
+    t.add_argument("--tp-aux-skip-unknown", action="store_true",
+                   help="leave _unknown_ clips out of the TP layer loss")
     t.add_argument("--no-room-extra", action="store_true",
                    help="rooms for the --data clips only, never for --extra-data (e.g. open "
                         "speech as _unknown_ stays dry)")

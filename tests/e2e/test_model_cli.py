@@ -195,3 +195,22 @@ def test_rooms_can_leave_the_extra_folders_dry(tmp_path):
     idx = torch.arange(len(p.train_y))
     augmented_batch(p, idx, torch.Generator().manual_seed(0), cfg)
     assert len(seen) == n_own
+
+
+def test_tp_aux_loss_can_leave_unknown_out():
+    """--tp-aux-skip-unknown: _unknown_ clips add nothing to the TP layer loss."""
+    from tracekws.model.network import SNN
+    from tracekws.model.train import TPAuxLoss, TrainConfig
+
+    torch.manual_seed(0)
+    net = SNN(12, 16, 12)
+    cfg = TrainConfig(data="", out="", tp_aux_skip_unknown=True)
+    aux = TPAuxLoss(net, 40, cfg, LABELS)
+    unk = LABELS.index("_unknown_")
+    spikes: list[torch.Tensor] = []
+    x = (torch.rand(3, 40, 12) < 0.4).float() * 3
+    net(x, spikes=spikes)
+    with_unknown = aux(spikes, torch.tensor([0, unk, 3]))
+    without = aux([s[[0, 2]] for s in spikes], torch.tensor([0, 3]))
+    assert torch.allclose(with_unknown, without)
+    assert float(aux(spikes, torch.full((3,), unk))) == 0.0
