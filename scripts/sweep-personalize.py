@@ -26,16 +26,7 @@ import torch
 from tqdm import tqdm
 from tracekws.model.bench.personalize import bench_personalize
 from tracekws.model.pipeline import KWSModel
-from tracekws.model.rules import defaults
-
-
-def parse(v: str):
-    for f in (int, float):
-        try:
-            return f(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(v.lower(), v)
+from tracekws.model.rules import defaults, parse_value
 
 
 def fa_rise(r: dict) -> float:
@@ -82,7 +73,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model = KWSModel.load(a.model) if a.model else KWSModel.load()
     names = [g.split("=")[0] for g in a.grid]
-    values = [[parse(v) for v in g.split("=")[1].split(",")] for g in a.grid]
+    values = [[parse_value(v) for v in g.split("=")[1].split(",")] for g in a.grid]
     cache: dict = {}
     rows, t0 = [], time.time()
     combos = list(itertools.product(*values)) if values else [()]

@@ -18,24 +18,15 @@ def _model(path: str | None):
 
 
 def _settings(items: list[str]) -> dict:
-    """NAME=VALUE pairs as a dict of numbers, booleans and strings (a rule's settings)."""
+    """NAME=VALUE pairs as a dict of typed values (a rule's settings)."""
+    from tracekws.model.rules import parse_value
+
     out: dict = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise SystemExit(f"expected NAME=VALUE, got {item!r}")
-        low = value.lower()
-        if low in ("true", "false"):
-            out[name] = low == "true"
-            continue
-        for kind in (int, float):
-            try:
-                out[name] = kind(value)
-                break
-            except ValueError:
-                pass
-        else:
-            out[name] = value
+        out[name] = parse_value(value)
     return out
 
 

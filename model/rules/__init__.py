@@ -13,10 +13,11 @@ from .base import (
     defaults,
     hyperparameter_names,
     make_rule,
+    parse_value,
 )
 
 NAMES: tuple[str, ...] = ("tp", "readout", "bptt", "tess", "eprop", "etlp", "drtp", "decolle")
 assert set(NAMES) == set(RULES), "a registered rule is missing from NAMES"
 
 __all__ = ["NAMES", "RULES", "Rule", "check_hyperparameters", "config_class", "defaults",
-           "hyperparameter_names", "make_rule"]
+           "hyperparameter_names", "make_rule", "parse_value"]

@@ -83,8 +83,8 @@ class Rule(ABC):
     @replay_bank.setter
     def replay_bank(self, bank: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         self._replay_bank = bank
-        readout = getattr(self, "readout", None)
-        if readout is not None and getattr(self.config, "readout_orth", False):
+        readout = getattr(self, "readout", None)  # rules without a ReadoutLearner have none
+        if readout is not None and self.config.readout_orth:
             mean = bank[0].mean(0) if bank is not None else None
             readout.reference = None if mean is None or float(mean.norm()) == 0 \
                 else mean / mean.norm()
@@ -253,6 +253,17 @@ def hyperparameter_names(name: str) -> set[str]:
     """What a caller may set for rule ``name``: its config's fields (the schedule length is
     not the caller's), plus ``epochs`` (passes over each utterance, the session's)."""
     return set(defaults(name)) | {"epochs"}
+
+
+def parse_value(text: str) -> int | float | bool | str:
+    """A setting typed from the command line: int, else float, else true/false, else the text
+    (the sweep's grid values and `bench stream --teach-set`)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def check_hyperparameters(name: str, hp: dict[str, Any]) -> None:
