@@ -207,8 +207,8 @@ def vad_segmenter() -> Segmenter:
 # orthogonal to the average utterance unless the caller says otherwise (RuleConfig.readout_orth).
 # Chosen on the tune stream of `tracekws bench stream`: after three false triggers are taught,
 # its keyword detection at threshold 0.5 falls 1.9 points with the plain step and 0.8 with this
-# one, at the calibrated thresholds 4.2 and 3.0 (docs/stream.md). Words keep the plain step: on
-# the tune speakers' personalisation sweeps the two gain the same (docs/bench/orth).
+# one, at the calibrated thresholds 4.2 and 3.0 (docs/bench/orth/README.md). Words keep the
+# plain step: on the tune speakers' personalisation sweeps the two gain the same.
 NEGATIVE_READOUT_ORTH = True
 
 
