@@ -59,6 +59,10 @@ class TrainConfig:
     room_prob: float = 0.0  # share of training clips sent through a simulated room
     room_pool: int = 64  # rooms drawn for training (seeds apart from the benchmarks' rooms)
     room_extra: bool = True  # False: rooms for the --data clips only, never the extra folders'
+    # how batches are balanced: "label" (every class equally often) or "source" (every pair of
+    # class and folder equally often, so an --extra-data folder adds to a class's share instead
+    # of diluting the real clips of that class)
+    balance: str = "label"
     tp_aux: float = 0.0  # weight of TP's layer loss (all-classes contrast) beside the CE
     tp_aux_every: int = 10  # frames between two terms of that loss
     tp_aux_temperature: float = 100.0  # ⟨ε, ε̃⟩ are O(10³): scaled before the softmax
@@ -89,6 +93,22 @@ class Prepared:
     noise: list[torch.Tensor]
     rooms: list = field(default_factory=list)  # model.room.RoomSimulator pool
     room_ok: torch.Tensor | None = None  # (clips,) bool: may go through a room (None: all)
+    source: torch.Tensor | None = None  # (clips,) int: 0 for --data, i + 1 for extra folder i
+
+
+def sampling_weights(y: torch.Tensor, source: torch.Tensor | None, n_labels: int,
+                     balance: str = "label") -> torch.Tensor:
+    """Each training clip's draw probability (up to a constant) for class-balanced batches.
+
+    Why "source": 1,000 crops of open speech added to ``_unknown_`` under "label" balancing
+    leave the 400 real ``_unknown_`` words under a third of that class's share, and the
+    network unlearns them (GSC ``_unknown_`` accuracy 0.87 → 0.62). Balancing over (class,
+    folder) pairs keeps each real class's share and gives each extra folder's class one more."""
+    if balance not in ("label", "source"):
+        raise ValueError(f"--balance must be label or source, got {balance!r}")
+    group = y if balance == "label" or source is None else source * n_labels + y
+    counts = torch.bincount(group).float().clamp_min(1)
+    return (1.0 / counts)[group]
 
 
 def _labels_of(clips, labels: list[str]) -> torch.Tensor:
@@ -129,8 +149,11 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
     train_c = speaker_subset(train_c, cfg.train_fraction)
     n_own = len(train_c)
+    extra_sizes = []
     for extra in cfg.extra_data:  # never validation: the validation speakers are real people
-        train_c += scan(extra)
+        more = scan(extra)
+        train_c += more
+        extra_sizes.append(len(more))
     if not train_c:
         raise ValueError(f"no training speakers in {cfg.data} with --val-percent {cfg.val_percent}")
     train_waves = load_waves(train_c, progress=progress)
@@ -169,8 +192,13 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
                  for i in tqdm(range(cfg.room_pool), desc="rooms", disable=not progress,
                                leave=False)]
     room_ok = None if cfg.room_extra else torch.arange(len(train_c)) < n_own
+    source = torch.zeros(len(train_c), dtype=torch.long)
+    at = n_own
+    for i, size in enumerate(extra_sizes):
+        source[at : at + size] = i + 1
+        at += size
     return Prepared(model, train_waves, _labels_of(train_c, labels), val_x,
-                    _labels_of(val_c, labels), noise, rooms, room_ok)
+                    _labels_of(val_c, labels), noise, rooms, room_ok, source)
 
 
 def augmented_batch(
@@ -448,8 +476,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         _CNNLearner if cfg.arch == "dscnn" else _BPTTLearner
     learner = kind(p, cfg, steps * cfg.epochs)
     shard = dist.shard(cfg.batch)
-    counts = torch.bincount(p.train_y, minlength=len(p.model.labels)).float().clamp_min(1)
-    weights = (1.0 / counts)[p.train_y]
+    weights = sampling_weights(p.train_y, p.source, len(p.model.labels), cfg.balance)
     history: list[dict] = []
     best, start = -1.0, 0
     ema = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None

@@ -40,7 +40,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         room_prob=a.room_prob, tp_aux=a.tp_aux, extra_data=tuple(a.extra_data),
         holdout_words=tuple(w for w in a.holdout_words.split(",") if w), arch=a.arch,
         train_fraction=a.train_fraction, steps_per_epoch=a.steps_per_epoch, ema=a.ema,
-        speed=a.speed, room_extra=not a.no_room_extra,
+        speed=a.speed, room_extra=not a.no_room_extra, balance=a.balance,
         tp_aux_skip_unknown=a.tp_aux_skip_unknown,
     )
     summary = train(cfg, progress=not a.quiet)
@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-room-extra", action="store_true",
                    help="rooms for the --data clips only, never for --extra-data (e.g. open "
                         "speech as _unknown_ stays dry)")
+    t.add_argument("--balance", default="label", choices=["label", "source"],
+                   help="batches balanced over classes, or over (class, folder) pairs so "
+                        "--extra-data adds to a class instead of diluting its real clips")
     t.add_argument("--tp-aux", type=float, default=0.0,
                    help="weight of TP's layer loss beside the cross-entropy (TP readiness)")
     t.add_argument("--holdout-words", default="",

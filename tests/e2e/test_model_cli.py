@@ -214,3 +214,36 @@ def test_tp_aux_loss_can_leave_unknown_out():
     without = aux([s[[0, 2]] for s in spikes], torch.tensor([0, 3]))
     assert torch.allclose(with_unknown, without)
     assert float(aux(spikes, torch.full((3,), unk))) == 0.0
+
+
+def test_source_balancing_keeps_the_real_clips_share(tmp_path):
+    """--balance source: an extra folder's clips of a class form a group of their own, so the
+    real clips of that class keep the share every other class has; "label" dilutes them."""
+    from tracekws.model.train import TrainConfig, prepare, sampling_weights
+
+    extra = tmp_path / "extra"  # "yes" clips and nothing else (copies: scan keeps one each)
+    (extra / "yes").mkdir(parents=True)
+    for f in sorted((GSC / "yes").iterdir()):
+        shutil.copy(f, extra / "yes" / f"x{f.name}")
+    cfg = TrainConfig(data=str(GSC), out=str(tmp_path / "m"), hidden=16, val_percent=10,
+                      extra_data=(str(extra),))
+    p = prepare(cfg, progress=False)
+    n_own = int((p.source == 0).sum())
+    assert 0 < n_own < len(p.train_y) and bool((p.source[n_own:] == 1).all())
+    n, yes = len(p.model.labels), p.model.labels.index("yes")
+
+    def shares(balance: str) -> tuple[torch.Tensor, float]:
+        w = sampling_weights(p.train_y, p.source, n, balance)
+        w = w / w.sum()
+        real = torch.zeros(n).index_add_(0, p.train_y[:n_own], w[:n_own])
+        return real, float(w[n_own:].sum())
+
+    real, extra_share = shares("label")  # classes equal: real "yes" squeezed by the copies
+    others = real[(real > 0) & (torch.arange(n) != yes)]
+    assert torch.allclose(others, others[0]) and real[yes] < others[0] * 0.75
+    assert abs(real[yes] + extra_share - others[0]) < 1e-6
+    real, extra_share = shares("source")  # groups equal: real "yes" like any other class
+    present = real[real > 0]
+    assert torch.allclose(present, present[0]) and abs(extra_share - present[0]) < 1e-6
+    with pytest.raises(ValueError):
+        sampling_weights(p.train_y, p.source, n, "speaker")
