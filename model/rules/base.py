@@ -41,7 +41,7 @@ class RuleConfig:
     """
 
     lr: float = 0.0  # hidden layer (W_in, W_rec)
-    lr_out: float = 0.25  # readout (W_out)
+    lr_out: float = 0.1  # readout (W_out)
     total_steps: int = 0  # frames of the cosine decay to 0.25·lr (0: constant rate)
     update_every: int = 10  # frames of summed updates per optimiser step (1: every frame)
     optimizer: str = "sgd"  # "adam" (the reference) or "sgd" (plain three-factor steps)

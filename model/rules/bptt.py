@@ -21,7 +21,7 @@ class BPTTConfig(RuleConfig):
     """Adam on the whole utterance at its end (the reference, not an online rule)."""
 
     lr: float = 1e-5
-    lr_out: float = 1e-5
+    lr_out: float = 1e-6
     update_every: int = 1
     optimizer: str = "adam"
 

@@ -29,7 +29,7 @@ from .local import FEEDBACK_SEED, Factors, LocalConfig, LocalRule
 
 @dataclass
 class DRTPConfig(LocalConfig):
-    lr: float = 1e-3  # adaptation default (RuleConfig says where it comes from)
+    lr: float = 3e-4  # adaptation default (RuleConfig says where it comes from)
     feedback: str = "random"  # B: "random" (the rule as published) or "readout" (frozen W_out)
 
 

@@ -109,6 +109,8 @@ def label_projection(n_hidden: int, n_classes: int) -> tuple[torch.Tensor, torch
 @dataclass
 class TPConfig(RuleConfig):
     # on the shipped (BPTT-pretrained) backbone no hidden-layer rate helped the tune speakers
+    # (docs/bench/sweep-tp.json); on a backbone pretrained with TP's layer loss one does
+    # (docs/bench/v2-candidates/, V8)
     lr: float = 0.0
     contrast: str = "classes"  # or "batch"
     readout: str = "final"  # or "frame" (see core.ReadoutLearner)
