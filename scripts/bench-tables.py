@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench-tables.py rules docs/bench/rules-report-clean.json
     .venv/bin/python scripts/bench-tables.py sweep docs/bench/sweep-tp.json
+    .venv/bin/python scripts/bench-tables.py stream docs/bench/stream.json
 """
 
 from __future__ import annotations
@@ -60,10 +61,37 @@ def sweep_table(log: dict) -> str:
     return "\n".join(lines)
 
 
+def stream_table(res: dict) -> str:
+    """Per keyword on the report stream: the default threshold, the report curve's own miss
+    rates, and the tune-calibrated setting (what docs/stream.md shows)."""
+    at, miss, cal = res["default_threshold"]["report"], res["miss_at"]["report"], \
+        res["calibration"]
+    rep = cal["report"]
+    clips = res["streams"]["report"]["keyword_clips_per_word"]
+
+    def m(key: str, word: str) -> str:
+        x = miss[key].get(word)
+        return "–" if x is None else f"{x['miss_rate']:.3f} ({x['threshold']})"
+
+    lines = ["| keyword | clips | detection @0.5 | FA/h @0.5 | miss @1 FA/h (thr) | "
+             "miss @0.5 FA/h (thr) | calibrated thr (tune) | calibrated detection | "
+             "calibrated FA/h |", "|---|---|---|---|---|---|---|---|---|"]
+    for w, k in at["per_keyword"].items():
+        c = rep["per_keyword"][w]
+        lines.append(f"| {w} | {clips[w]} | {k['detection']:.3f} | {k['fa_per_hour']:.0f} | "
+                     f"{m('1_per_hour', w)} | {m('0.5_per_hour', w)} | "
+                     f"{cal['thresholds'][w]} | {c['detection']:.3f} | {c['fa_per_hour']:.1f} |")
+    lines.append(f"| **overall** | {sum(clips.values())} | {at['detection']:.3f} | "
+                 f"{at['fa_per_hour']:.0f} | {m('1_per_hour', 'overall')} | "
+                 f"{m('0.5_per_hour', 'overall')} | refractory {cal['refractory']} s | "
+                 f"**{rep['detection']:.3f}** | **{rep['fa_per_hour']:.1f}** |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     kind, path = sys.argv[1], Path(sys.argv[2])
     data = json.loads(path.read_text())
-    print(rules_table(data) if kind == "rules" else sweep_table(data))
+    print({"rules": rules_table, "sweep": sweep_table, "stream": stream_table}[kind](data))
 
 
 if __name__ == "__main__":
