@@ -148,12 +148,12 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
     labels = training_labels(cfg.holdout_words)
     train_c, val_c = split(clips, "train", cfg.val_percent), split(clips, "val", cfg.val_percent)
     train_c = speaker_subset(train_c, cfg.train_fraction)
-    n_own = len(train_c)
-    extra_sizes = []
-    for extra in cfg.extra_data:  # never validation: the validation speakers are real people
+    source = [0] * len(train_c)  # 0: --data; i + 1: extra folder i
+    # extra folders are never validation: the validation speakers are real people
+    for i, extra in enumerate(cfg.extra_data):
         more = scan(extra)
         train_c += more
-        extra_sizes.append(len(more))
+        source += [i + 1] * len(more)
     if not train_c:
         raise ValueError(f"no training speakers in {cfg.data} with --val-percent {cfg.val_percent}")
     train_waves = load_waves(train_c, progress=progress)
@@ -191,14 +191,10 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
         rooms = [RoomSimulator(sample_room(TRAIN_ROOM_SEED + i), noise)
                  for i in tqdm(range(cfg.room_pool), desc="rooms", disable=not progress,
                                leave=False)]
-    room_ok = None if cfg.room_extra else torch.arange(len(train_c)) < n_own
-    source = torch.zeros(len(train_c), dtype=torch.long)
-    at = n_own
-    for i, size in enumerate(extra_sizes):
-        source[at : at + size] = i + 1
-        at += size
+    source_t = torch.tensor(source, dtype=torch.long)
+    room_ok = None if cfg.room_extra else source_t == 0
     return Prepared(model, train_waves, _labels_of(train_c, labels), val_x,
-                    _labels_of(val_c, labels), noise, rooms, room_ok, source)
+                    _labels_of(val_c, labels), noise, rooms, room_ok, source_t)
 
 
 def augmented_batch(
