@@ -47,7 +47,8 @@ def cell(args: argparse.Namespace, arch: str, fraction: float) -> dict:
     train = [TRACEKWS, "train", "--arch", arch, "--data", args.data, "--out", str(out),
              "--train-fraction", str(fraction), "--epochs", str(args.epochs),
              "--steps-per-epoch", str(args.steps_per_epoch), "--threads", str(args.threads),
-             "--seed", str(args.seed), "--val-percent", str(args.val_percent), "--quiet"]
+             "--seed", str(args.seed), "--val-percent", str(args.val_percent), "--quiet",
+             *shlex.split(args.train_args)]
     resume = ["--resume"] if out.with_name(out.name + "-checkpoint.pt").is_file() else []
     t0 = time.time()
     summary = json.loads(_run(train + resume).strip().splitlines()[-1])
@@ -105,15 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-percent", type=int, default=20)
+    ap.add_argument("--train-args", default="--lr 0.002",
+                    help="more `tracekws train` flags, the same for every cell (default: the "
+                         "shipped model's rate)")
     args = ap.parse_args(argv)
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     steps = args.epochs * args.steps_per_epoch
     doc = json.loads(out.read_text()) if out.is_file() else {"rows": []}
-    if doc.get("steps", steps) != steps:
-        raise SystemExit(f"{out} holds a curve at {doc['steps']} steps, not {steps}")
+    same_args = doc.get("train_args", args.train_args) == args.train_args
+    if doc.get("steps", steps) != steps or not same_args:
+        raise SystemExit(f"{out} holds a curve at {doc['steps']} steps with train args "
+                         f"{doc.get('train_args')!r}, not {steps} / {args.train_args!r}")
     doc |= {"steps": steps, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
             "batch": 64, "threads": args.threads, "data": args.data,
+            "train_args": args.train_args,
             "script": "python scripts/" + Path(__file__).name + " " + shlex.join(
                 argv if argv is not None else sys.argv[1:])}
     done = {(r["arch"], r["train_fraction"]) for r in doc["rows"]}

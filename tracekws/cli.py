@@ -50,6 +50,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_meta_train(a: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from tracekws.model.meta import MetaConfig, meta_train
+
+    cfg = MetaConfig(**{f.name: getattr(a, f.name) for f in fields(MetaConfig)})
+    print(json.dumps(meta_train(cfg, progress=not a.quiet)))
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from tracekws.model.evaluate import evaluate
 
@@ -256,6 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-steps", type=int, default=0, help=argparse.SUPPRESS)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    from dataclasses import fields
+
+    from tracekws.model.meta import MetaConfig
+
+    mt = sub.add_parser("meta-train", help="fine-tune a model and its TP rates so that one TP "
+                                           "pass over a speaker's clips helps that speaker "
+                                           "(first-order MAML on training speakers)")
+    for f in fields(MetaConfig):
+        if f.name in ("data", "out"):
+            mt.add_argument("--" + f.name, required=True)
+        else:
+            mt.add_argument("--" + f.name.replace("_", "-"), default=f.default,
+                            type=str if f.name == "model" else type(f.default))
+    mt.add_argument("--quiet", action="store_true")
+    mt.set_defaults(func=cmd_meta_train)
 
     e = sub.add_parser("evaluate", help="accuracy and confusion on a folder in GSC layout")
     e.add_argument("--data", required=True)

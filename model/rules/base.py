@@ -55,6 +55,11 @@ class RuleConfig:
     # bank's mean; core.ReadoutLearner ``reference``): what one utterance teaches stays specific
     # to it instead of shifting every utterance's logits. Off: the plain (normalised) delta rule
     readout_orth: bool = False
+    # the step shrinks with the clips of the same label already learned: × 1 / (1 + d·n), so
+    # the n-th recording of a word moves the weights about as much as a running mean would
+    # and many recordings of one word do not pull the other classes ever further (the
+    # service seeds n from the profile's lineage). 0: a constant step
+    label_decay: float = 0.0
 
 
 # The authors' setting for training a network with a rule from scratch: Adam at every frame,
@@ -71,6 +76,9 @@ class Rule(ABC):
         self.labels: torch.Tensor | None = None
         self.steps = 0  # frames whose updates have been applied
         self.frames = 0  # frames seen (the clock of the learning-rate schedule)
+        # clips of each class index learned before (``label_decay``); the caller may seed it
+        self.learned: dict[int, int] = {}
+        self._label_scale = 1.0
         self._replay_bank: tuple[torch.Tensor, torch.Tensor] | None = None
         self._replay_gen = torch.Generator().manual_seed(0)
 
@@ -93,14 +101,15 @@ class Rule(ABC):
         return {"rule": self.name, **asdict(self.config)}
 
     def lr_factor(self) -> float:
-        """Cosine decay from 1 to 0.25 over ``total_steps`` (the reference schedule)."""
+        """Cosine decay from 1 to 0.25 over ``total_steps`` (the reference schedule), times the
+        step scale of ``label_decay``."""
         import math
 
         n = self.config.total_steps
         if n <= 0:
-            return 1.0
+            return self._label_scale
         f = min(self.frames, n) / n
-        return 0.25 + 0.75 * 0.5 * (1 + math.cos(math.pi * f))
+        return self._label_scale * (0.25 + 0.75 * 0.5 * (1 + math.cos(math.pi * f)))
 
     def make_optimiser(self, hidden: list[torch.Tensor], out: list[torch.Tensor]) -> None:
         """One optimiser with a group for the hidden layer and one for the readout."""
@@ -203,11 +212,19 @@ class Rule(ABC):
 
     def run(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One pass over utterance(s) x (B, T, n_in) of classes ``labels`` (B,), frame by frame
-        (begin, step per frame, end); the readout at the last frame."""
+        (begin, step per frame, end); the readout at the last frame. With ``label_decay`` the
+        step is scaled by 1 / (1 + d·n), n the clips of these labels learned before (mean over
+        the batch)."""
+        ys = [int(y) for y in labels.flatten().tolist()]
+        d = self.config.label_decay
+        self._label_scale = 1.0 / (1.0 + d * sum(self.learned.get(y, 0) for y in ys) / len(ys)) \
+            if d > 0 and ys else 1.0
         self.begin(labels)
         for t in range(x.shape[1]):
             m = self.step(x[:, t])
         self.end()
+        for y in ys:
+            self.learned[y] = self.learned.get(y, 0) + 1
         return m
 
     @abstractmethod

@@ -157,3 +157,29 @@ def test_tp_readiness_scores_are_the_rules_own_loss_at_the_last_frame():
                                rtol=1e-4, atol=1e-4)
     z = rule.data.eps @ rule.lab.eps.T
     assert scores["class_score_accuracy"] == (z.argmax(1) == y).sum().item() / len(y)
+
+
+def test_label_decay_scales_the_step_by_the_clips_of_that_label_learned_before():
+    """label_decay d: the (n+1)-th clip of a label moves the weights 1 / (1 + d·n) as far."""
+    torch.manual_seed(0)
+    model = KWSModel(ModelConfig(n_hidden=32))
+    x = model.inputs(torch.randn(16000) * 0.1)
+    y = torch.tensor([3])
+
+    def moved(decay: float, learned: dict[int, int]) -> tuple[torch.Tensor, dict[int, int]]:
+        m = model.clone()
+        # one optimiser step at the end of the clip, so the step is linear in its scale
+        r = make(m, "tp", lr=1e-3, lr_out=0.1, label_decay=decay, norm_prior=0.0,
+                 update_every=10_000)
+        r.learned = dict(learned)
+        r.run(x, y)
+        return torch.cat([(m.net.w_out - model.net.w_out).flatten(),
+                          (m.net.w_in - model.net.w_in).flatten()]), r.learned
+
+    base, _ = moved(0.0, {3: 2})
+    half, learned = moved(0.5, {3: 2})  # 1 / (1 + 0.5·2)
+    other, _ = moved(0.5, {5: 2})  # another label's clips do not count
+    assert float(base.detach().abs().max()) > 0
+    torch.testing.assert_close(half, base / 2, rtol=1e-3, atol=1e-7)
+    torch.testing.assert_close(other, base, rtol=1e-3, atol=1e-7)
+    assert learned == {3: 3}
