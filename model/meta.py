@@ -36,11 +36,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .adapt import adapt_inputs
-from .bench.personalize import eligible_speakers, support_query
-from .data import load_waves, noise_recordings, scan, split
-from .evaluate import class_index
 from .pipeline import KWSModel, batched
+
+# The episode machinery (adapt, data, bench protocol, rooms) is imported where it is used:
+# the CLI builds `meta-train`'s flags from MetaConfig at every start, and must not pay for it.
 
 
 @dataclass
@@ -76,6 +75,8 @@ def _episode_grads(model: KWSModel, f_s: torch.Tensor, y_s: torch.Tensor, f_q: t
                    ) -> tuple[list[torch.Tensor], dict[str, float], float, float]:
     """Adapt a copy of ``model`` on the support (TP, one pass), then the query loss's gradient
     at the adapted weights, its projections on the update of each layer, and accuracies."""
+    from .adapt import adapt_inputs
+
     m = model.clone()
     params = [m.net.w_in, m.net.w_rec, m.net.w_out]
     start = [p.detach().clone() for p in params]
@@ -99,6 +100,11 @@ def _episode_grads(model: KWSModel, f_s: torch.Tensor, y_s: torch.Tensor, f_q: t
 
 def meta_train(cfg: MetaConfig, progress: bool = True) -> dict:
     """Meta-train from ``cfg.model``; writes ``cfg.out`` (.safetensors + -meta.json log)."""
+    from .bench.personalize import eligible_speakers, support_query
+    from .data import load_waves, noise_recordings, scan, split
+    from .evaluate import class_index
+    from .room import RoomSimulator, speaker_room
+
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -111,8 +117,6 @@ def meta_train(cfg: MetaConfig, progress: bool = True) -> dict:
     y = torch.tensor([class_index(c, labels) for c in clips])
     by_speaker = {s: [i for i, c in enumerate(clips) if c.speaker == s] for s in speakers}
     noise = noise_recordings(cfg.data)
-    from .room import RoomSimulator, speaker_room
-
     room_frames: dict[str, torch.Tensor] = {}
 
     def speaker_frames(s: str, room: bool) -> torch.Tensor:

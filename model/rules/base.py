@@ -57,8 +57,9 @@ class RuleConfig:
     readout_orth: bool = False
     # the step shrinks with the clips of the same label already learned: × 1 / (1 + d·n), so
     # the n-th recording of a word moves the weights about as much as a running mean would
-    # and many recordings of one word do not pull the other classes ever further (the
-    # service seeds n from the profile's lineage). 0: a constant step
+    # and many recordings of one word do not pull the other classes ever further. n counts
+    # within one rule session (Rule.learned); the service does not yet seed it from the
+    # profile's lineage, nor take it in /adapt. 0: a constant step
     label_decay: float = 0.0
 
 
