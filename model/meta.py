@@ -3,7 +3,7 @@ TP pass over a new speaker's recordings raises that speaker's accuracy on their 
 
 First-order MAML with TP as the inner learner. An episode takes one *training* speaker s
 (validation speakers are never touched) and splits s's clips as the personalisation bench
-does (:func:`model.bench.personalize.support_query`, 1-shot or all-shot at random), clean or
+does (:func:`model.speakers.support_query`, 1-shot or all-shot at random), clean or
 through a simulated room of s's own (``room_prob``)::
 
     θ'  = TP(θ; support, η)       one online pass, clip by clip, exactly what /adapt runs
@@ -100,10 +100,10 @@ def _episode_grads(model: KWSModel, f_s: torch.Tensor, y_s: torch.Tensor, f_q: t
 
 def meta_train(cfg: MetaConfig, progress: bool = True) -> dict:
     """Meta-train from ``cfg.model``; writes ``cfg.out`` (.safetensors + -meta.json log)."""
-    from .bench.personalize import eligible_speakers, support_query
     from .data import load_waves, noise_recordings, scan, split
     from .evaluate import class_index
     from .room import RoomSimulator, speaker_room
+    from .speakers import eligible_speakers, support_query
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

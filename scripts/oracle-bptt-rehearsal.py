@@ -20,6 +20,7 @@ import torch
 from tracekws.model.bench import personalize as P
 from tracekws.model.data import scan, split
 from tracekws.model.pipeline import KWSModel
+from tracekws.model.speakers import eligible_speakers, support_query
 
 
 def main() -> None:
@@ -37,14 +38,14 @@ def main() -> None:
     held, train = split(clips, "val", val_percent), split(clips, "train", val_percent)
     random.seed(0)
     xt, yt = P.encode_clips(m0, random.sample(train, min(a.rehearsal_clips, len(train))))
-    speakers = P.eligible_speakers(held)
+    speakers = eligible_speakers(held)
     data: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
     for s in speakers:
         mine = [c for c in held if c.speaker == s]
         others = [c for c in held if c.speaker != s]
         xr, yr = P.encode_clips(m0, others[:: max(1, len(others) // 400)][:400])
         for shots in ("1", "all"):
-            sup, q = P.support_query(mine, shots)
+            sup, q = support_query(mine, shots)
             data[s, shots] = (*P.encode_clips(m0, sup), *P.encode_clips(m0, q), xr, yr)
 
     def acc(m: KWSModel, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -26,6 +26,7 @@ from ..adapt import DEFAULT_EPOCHS, adapt_inputs
 from ..audio import SAMPLE_RATE
 from ..data import Clip, load_waves, noise_recordings, scan, split
 from ..pipeline import SILENCE, KWSModel, batched
+from ..speakers import eligible_speakers, speaker_pool
 from ..words import (
     WordBook,
     WordConfig,
@@ -38,14 +39,7 @@ from ..words import (
     with_bank,
     word_wins,
 )
-from .personalize import (
-    CONDITIONS,
-    eligible_speakers,
-    encode_clips,
-    frame_clips,
-    predict_inputs,
-    speaker_pool,
-)
+from .personalize import CONDITIONS, encode_clips, frame_clips, predict_inputs
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

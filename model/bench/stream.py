@@ -18,7 +18,7 @@ behind the WebSocket ``/stream``) over them.
   whole stream (espeak-ng's pauses are digital zeros). ``condition="room"`` passes every
   piece through one simulated room (model/room.py; reverberation, band-pass, noise).
 - **Halves.** The ``tune`` stream holds the keywords of the ``tune`` speakers
-  (:func:`~tracekws.model.bench.personalize.halves`), the ``report`` stream those of the
+  (:func:`~tracekws.model.speakers.halves`), the ``report`` stream those of the
   ``report`` speakers; their negative audio is disjoint too (other ``_unknown_`` speakers,
   other ``_silence_`` windows, the other half of each noise recording, other verses and
   voices). Every threshold and the refractory time are chosen on ``tune`` only.
@@ -66,7 +66,7 @@ from ..audio import SAMPLE_RATE, load
 from ..data import Clip, is_validation, noise_recordings, scan, split
 from ..detect import Detector, DetectorConfig, DetectorSettings, Trigger
 from ..pipeline import KEYWORDS, PRETRAINED, SILENCE, UNKNOWN, KWSModel
-from .personalize import MIN_CLIPS, halves
+from ..speakers import MIN_CLIPS, eligible_speakers, halves
 
 MIN_GAP = 4.0  # s of negative audio between two keyword clips, at least
 TOLERANCE = 1.0  # s after a clip's end a detection of it still counts
@@ -586,8 +586,6 @@ def stream_sources(root: str | Path, half: str, val_percent: int, min_clips: int
     """(keyword clips, negative clips, noise recordings, speakers) of one half."""
     clips = scan(root)
     val = split(clips, "val", val_percent)
-    from .personalize import eligible_speakers
-
     tune, report = halves(eligible_speakers(val, min_clips), val)
     chosen = set(tune if half == "tune" else report)
     other = set(report if half == "tune" else tune)

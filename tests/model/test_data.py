@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import soundfile as sf
-from tracekws.model.bench.personalize import support_query
 from tracekws.model.data import content_key, scan, split
+from tracekws.model.speakers import support_query
 
 DATA = Path("tests/data/gsc")
 SPEAKER = "4c6167ca"

@@ -3,9 +3,10 @@ six repeated recordings, which the scan drops)."""
 
 import math
 
-from tracekws.model.bench.personalize import bench_personalize, eligible_speakers, support_query
+from tracekws.model.bench.personalize import bench_personalize
 from tracekws.model.data import scan
 from tracekws.model.pipeline import KEYWORDS, KWSModel
+from tracekws.model.speakers import eligible_speakers, support_query
 
 DATA = "tests/data/gsc"
 SPEAKER = "4c6167ca"  # four clips of each keyword under tests/data/gsc
@@ -42,7 +43,7 @@ def test_bench_personalize_json(small_model_path):
 
 
 def test_tune_and_report_are_fixed_disjoint_halves():
-    from tracekws.model.bench.personalize import halves, speaker_pool
+    from tracekws.model.speakers import halves, speaker_pool
 
     clips = scan(DATA)
     val, pool = speaker_pool(clips, "val", 100, min_clips=1)
