@@ -78,6 +78,17 @@ class TrainConfig:
     steps_per_epoch: int = 0  # >0: batches per epoch whatever the data size (0: one pass)
     ema: float = 0.0  # >0: validate and ship an exponential moving average of the weights
     speed: float = 0.0  # >0: each clip played at a speed in [1 − speed, 1 + speed]
+    # start from this model file (weights, normalisation, labels) instead of from scratch:
+    # fine-tuning with a new augmentation or loss without paying for a whole pretraining
+    init: str = ""
+    # adaptation-aware normalisation: this share of the training clips is standardised with
+    # the statistics KWSModel.adapt_normalisation would reach after hearing that clip's
+    # environment — its simulated room, or (dry) its speaker — for a random pooling weight
+    # w ~ U(0, adapt_norm_weight) of the environment against the training statistics. The
+    # service adapts the normalisation to every user; a network that has only ever seen the
+    # training statistics meets shifted inputs exactly when it has been personalised.
+    adapt_norm_prob: float = 0.0
+    adapt_norm_weight: float = 0.75
 
 
 TRAIN_ROOM_SEED = 10**9  # training rooms: sample_room(seed) for seeds from here on
@@ -94,6 +105,30 @@ class Prepared:
     rooms: list = field(default_factory=list)  # model.room.RoomSimulator pool
     room_ok: torch.Tensor | None = None  # (clips,) bool: may go through a room (None: all)
     source: torch.Tensor | None = None  # (clips,) int: 0 for --data, i + 1 for extra folder i
+    # adaptation-aware normalisation (TrainConfig.adapt_norm_prob): front-end frame moments
+    # (mean, E[f²]) per speaker (rows of ``speaker``) and per room of ``rooms``
+    speaker: torch.Tensor | None = None  # (clips,) int: row of speaker_moments
+    speaker_moments: torch.Tensor | None = None  # (speakers, 2, n_feat)
+    room_moments: torch.Tensor | None = None  # (rooms, 2, n_feat)
+
+
+def frame_moments(frames: torch.Tensor) -> torch.Tensor:
+    """(2, n_feat): mean and mean square of front-end frames (..., T, n_feat)."""
+    f = frames.reshape(-1, frames.shape[-1]).double()
+    return torch.stack([f.mean(0), (f**2).mean(0)]).float()
+
+
+def pooled_normalise(model: KWSModel, frames: torch.Tensor, moments: torch.Tensor,
+                     weight: torch.Tensor) -> torch.Tensor:
+    """Standardise each clip's frames (B, T, F) with the training statistics pooled with
+    its environment's ``moments`` (B, 2, F) at ``weight`` (B,) — where
+    :meth:`KWSModel.adapt_normalisation` lands after n user frames, w = n / (prior + n)."""
+    w = weight.view(-1, 1)
+    m0, s0 = model.mean.view(1, -1), model.std.view(1, -1)
+    mean = (1 - w) * m0 + w * moments[:, 0]
+    sq = (1 - w) * (s0**2 + m0**2) + w * moments[:, 1]
+    std = (sq - mean**2).clamp_min(1e-6).sqrt()
+    return (frames - mean[:, None]) / std[:, None]
 
 
 def sampling_weights(y: torch.Tensor, source: torch.Tensor | None, n_labels: int,
@@ -168,16 +203,19 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
         from .cnn import DSCNNConfig
 
         mc.arch, mc.cnn, mc.encoder = "dscnn", DSCNNConfig().to_dict(), EncoderConfig("analog")
-    model = KWSModel(mc)
+    model = KWSModel.load(cfg.init) if cfg.init else KWSModel(mc)
+    if cfg.init and (model.labels != labels or model.config.arch != cfg.arch):
+        raise ValueError(f"--init {cfg.init}: its labels / architecture differ from this run's")
     with torch.no_grad():
         feats = batched(model.frontend, train_waves)
-    model.mean, model.std = feats.mean((0, 1)), feats.std((0, 1)).clamp_min(1e-3)
-    if cfg.center_inputs:
-        with torch.no_grad():
-            model.in_mean = batched(model.inputs, train_waves).mean((0, 1))
+    if not cfg.init:  # a fine-tune keeps the normalisation its weights were trained with
+        model.mean, model.std = feats.mean((0, 1)), feats.std((0, 1)).clamp_min(1e-3)
+        if cfg.center_inputs:
+            with torch.no_grad():
+                model.in_mean = batched(model.inputs, train_waves).mean((0, 1))
     with torch.no_grad():
         val_x = batched(model.inputs, val_waves) if len(val_c) else None
-    if model.spiking:
+    if model.spiking and not cfg.init:
         with torch.no_grad():
             # variance-preserving input weights for the encoder's actual statistics: binary
             # spike inputs have E[x²] = their rate, far below the 1 of standardised features
@@ -193,8 +231,42 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> Prepared:
                                leave=False)]
     source_t = torch.tensor(source, dtype=torch.long)
     room_ok = None if cfg.room_extra else source_t == 0
-    return Prepared(model, train_waves, _labels_of(train_c, labels), val_x,
-                    _labels_of(val_c, labels), noise, rooms, room_ok, source_t)
+    p = Prepared(model, train_waves, _labels_of(train_c, labels), val_x,
+                 _labels_of(val_c, labels), noise, rooms, room_ok, source_t)
+    if cfg.adapt_norm_prob > 0:
+        _environment_moments(p, train_c, source, feats, progress)
+    return p
+
+
+def _environment_moments(p: Prepared, clips: list[Clip], source: list[int],
+                         feats: torch.Tensor, progress: bool, per_room: int = 24) -> None:
+    """Frame moments of every training speaker (over their clips, dry) and of every training
+    room (over ``per_room`` random clips heard through it), for adaptation-aware
+    normalisation. ``_silence_`` windows have no speaker: they count as one \"speaker\" each."""
+    keys = [(s, c.speaker or str(c.path)) for c, s in zip(clips, source, strict=True)]
+    rows = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    p.speaker = torch.tensor([rows[k] for k in keys])
+    sums = torch.zeros(len(rows), 2, feats.shape[-1], dtype=torch.float64)
+    counts = torch.zeros(len(rows), dtype=torch.float64)
+    f = feats.double()
+    sums.index_add_(0, p.speaker, torch.stack([f.sum(1), (f**2).sum(1)], 1))
+    counts.index_add_(0, p.speaker, torch.full((len(clips),), float(f.shape[1]),
+                                               dtype=torch.float64))
+    p.speaker_moments = (sums / counts.view(-1, 1, 1)).float()
+    if p.rooms:
+        gen = torch.Generator().manual_seed(7)
+        speech = (p.train_y != p.model.labels.index(SILENCE)).nonzero().flatten()
+        if p.room_ok is not None:
+            speech = speech[p.room_ok[speech]]
+        moments = []
+        for r, sim in enumerate(tqdm(p.rooms, desc="room statistics", disable=not progress,
+                                     leave=False)):
+            pick = speech[torch.randperm(len(speech), generator=gen)[:per_room]]
+            heard = torch.stack([sim.apply(p.train_waves[i], f"moments:{r}:{int(i)}")
+                                 for i in pick.tolist()])
+            with torch.no_grad():
+                moments.append(frame_moments(p.model.frontend(heard)))
+        p.room_moments = torch.stack(moments)
 
 
 def augmented_batch(
@@ -218,8 +290,10 @@ def augmented_batch(
         if p.room_ok is not None:
             use &= p.room_ok[idx]
         use = use.nonzero().flatten()
+        room_of = torch.full((len(idx),), -1, dtype=torch.long)
         for i in use.tolist():
-            sim = p.rooms[int(torch.randint(len(p.rooms), (1,), generator=gen))]
+            room_of[i] = int(torch.randint(len(p.rooms), (1,), generator=gen))
+            sim = p.rooms[int(room_of[i])]
             key = str(int(torch.randint(2**62, (1,), generator=gen)))
             waves[i] = sim.apply(waves[i], key, speech=bool(y[i] != model.labels.index(SILENCE)))
     waves = waves * torch.empty(len(idx), 1).uniform_(0.5, 1.5, generator=gen)
@@ -228,7 +302,17 @@ def augmented_batch(
         noise = torch.randn(len(idx), n, generator=gen)
     waves = augment.mix_noise(waves, noise, tuple(cfg.snr_db), cfg.noise_prob, gen)
     with torch.no_grad():
-        feats = model.normalise(model.frontend(waves))
+        frames = model.frontend(waves)
+        feats = model.normalise(frames)
+        if p.speaker_moments is not None:  # adaptation-aware normalisation
+            pick = (torch.rand(len(idx), generator=gen) < cfg.adapt_norm_prob).nonzero().flatten()
+            if len(pick):
+                moments = p.speaker_moments[p.speaker[idx[pick]]]
+                if p.rooms:
+                    in_room = room_of[pick] >= 0
+                    moments[in_room] = p.room_moments[room_of[pick][in_room]]
+                w = torch.rand(len(pick), generator=gen) * cfg.adapt_norm_weight
+                feats[pick] = pooled_normalise(model, frames[pick], moments, w)
         n_mels = model.config.frontend.n_mels
         feats = augment.spec_mask(feats, n_mels, cfg.time_mask, cfg.mel_mask, gen)
         x, _ = encode(feats, encoder_init(), model.config.encoder)

@@ -41,7 +41,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         holdout_words=tuple(w for w in a.holdout_words.split(",") if w), arch=a.arch,
         train_fraction=a.train_fraction, steps_per_epoch=a.steps_per_epoch, ema=a.ema,
         speed=a.speed, room_extra=not a.no_room_extra, balance=a.balance,
-        tp_aux_skip_unknown=a.tp_aux_skip_unknown,
+        tp_aux_skip_unknown=a.tp_aux_skip_unknown, init=a.init or "",
+        adapt_norm_prob=a.adapt_norm_prob, adapt_norm_weight=a.adapt_norm_weight,
     )
     summary = train(cfg, progress=not a.quiet)
     summary.pop("history", None)
@@ -263,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--speed", type=float, default=0.0,
                    help="speed perturbation: each training clip played at a random speed in "
                         "[1 - S, 1 + S] (e.g. 0.1); 0: off")
+    t.add_argument("--init", default=None,
+                   help="start from this model file (weights and normalisation): fine-tune it")
+    t.add_argument("--adapt-norm-prob", type=float, default=0.0,
+                   help="share of clips standardised as after personalisation: statistics "
+                        "pooled with the clip's room (or dry, its speaker); 0: off")
+    t.add_argument("--adapt-norm-weight", type=float, default=0.75,
+                   help="largest pooling weight of that environment (drawn uniformly below it)")
     t.add_argument("--limit-steps", type=int, default=0, help=argparse.SUPPRESS)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)

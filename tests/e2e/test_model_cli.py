@@ -247,3 +247,57 @@ def test_source_balancing_keeps_the_real_clips_share(tmp_path):
     assert torch.allclose(present, present[0]) and abs(extra_share - present[0]) < 1e-6
     with pytest.raises(ValueError):
         sampling_weights(p.train_y, p.source, n, "speaker")
+
+
+def test_pooled_normalisation_is_where_adapting_the_normalisation_lands(small_model_path):
+    """Adaptation-aware training standardises a clip as the service would after hearing n
+    frames of its environment: the training statistics pooled at w = n / (prior + n)."""
+    from tracekws.model.pipeline import KWSModel
+    from tracekws.model.train import frame_moments, pooled_normalise
+
+    model = KWSModel.load(small_model_path)
+    torch.manual_seed(0)
+    heard = torch.randn(3, 50, model.mean.shape[0]) * 2 + 1  # a shifted, louder environment
+    clip = torch.randn(1, 40, model.mean.shape[0])
+    adapted = model.clone()
+    adapted.adapt_normalisation(heard, prior_frames=300.0)
+    w = torch.tensor([150.0 / (300.0 + 150.0)])
+    got = pooled_normalise(model, clip, frame_moments(heard)[None], w)
+    assert torch.allclose(got, adapted.normalise(clip), atol=1e-4)
+    assert not torch.allclose(got, model.normalise(clip), atol=1e-2)
+    same = pooled_normalise(model, clip, frame_moments(heard)[None], torch.zeros(1))
+    assert torch.allclose(same, model.normalise(clip), atol=1e-4)
+
+
+def test_fine_tune_from_a_model_with_adaptation_aware_normalisation(tmp_path):
+    """--init keeps the starting model's normalisation and moves its weights;
+    --adapt-norm-prob computes every speaker's and room's frame moments; --init refuses a
+    model whose labels differ from the run's."""
+    from safetensors.torch import load_file
+    from tracekws.model.pipeline import KWSModel
+    from tracekws.model.train import TrainConfig, frame_moments, prepare
+
+    base = tmp_path / "base"
+    tiny = ["--data", str(GSC), "--hidden", "24", "--batch", "8", "--val-percent", "10",
+            "--threads", "1", "--limit-steps", "2", "--quiet", "--epochs", "1"]
+    assert main(["train", "--out", str(base), *tiny]) == 0
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--out", str(tuned), "--init", f"{base}.safetensors", *tiny,
+                 "--room-prob", "1.0", "--adapt-norm-prob", "1.0"]) == 0
+    a, b = KWSModel.load(f"{base}.safetensors"), KWSModel.load(f"{tuned}.safetensors")
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
+    wa, wb = load_file(f"{base}.safetensors"), load_file(f"{tuned}.safetensors")
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa if k.endswith("w_in"))
+
+    cfg = TrainConfig(data=str(GSC), out=str(tmp_path / "m"), hidden=16, val_percent=10,
+                      init=f"{base}.safetensors", room_prob=1.0, room_pool=2,
+                      adapt_norm_prob=1.0)
+    p = prepare(cfg, progress=False)
+    assert p.room_moments.shape == (2, 2, a.mean.shape[0])
+    row = int(p.speaker[0])
+    mine = (p.speaker == row).nonzero().flatten()
+    frames = p.model.frontend(p.train_waves[mine])
+    assert torch.allclose(p.speaker_moments[row], frame_moments(frames), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="labels"):
+        prepare(TrainConfig(data=str(GSC), out=str(tmp_path / "n"), init=f"{base}.safetensors",
+                            val_percent=10, holdout_words=("yes",)), progress=False)
