@@ -43,6 +43,10 @@ def make(model: KWSModel, rule: str, **hp) -> Rule:
     model's readout replay bank."""
     r = make_rule(rule, model.net, **hp)
     r.replay_bank = model.replay
+    readout = getattr(r, "readout", None)  # rules without a ReadoutLearner have none
+    if readout is not None and r.config.readout_protect:
+        idx = [i for i, name in enumerate(model.labels) if name in ("_unknown_", "_silence_")]
+        readout.protect = torch.tensor(idx, dtype=torch.long) if idx else None
     return r
 
 

@@ -19,7 +19,12 @@ import sys
 CELLS = [(cond, shots) for cond in ("clean", "room") for shots in ("1", "all")]
 
 
-def choose(logs: dict[str, dict], max_retention_drop: float = 0.01) -> dict:
+def choose(logs: dict[str, dict], max_retention_drop: float = 0.01,
+           measure: str = "speaker-mean") -> dict:
+    """``measure``: false accepts as each speaker's share averaged (``speaker-mean``, the
+    committed choices) or pooled over all their non-keyword clips (``pooled``: the sweep logs
+    need its ``fa_pooled_*`` fields)."""
+    fa = "fa_pooled_after" if measure == "pooled" else "fa_after"
     rows = {c: {r["norm_prior"]: r for r in log["rows"]} for c, log in logs.items()}
     priors = sorted(set.intersection(*(set(r) for r in rows.values())))
     if 0 not in priors:
@@ -32,9 +37,9 @@ def choose(logs: dict[str, dict], max_retention_drop: float = 0.01) -> dict:
             r, ref = rows[cond][p], rows[cond][0]
             row[f"gain_{cond}_{shots}"] = r[f"gain_{shots}"]
             row[f"ret_{cond}_{shots}"] = r[f"ret_{shots}"]
-            row[f"fa_{cond}_{shots}"] = r[f"fa_after_{shots}"]
+            row[f"fa_{cond}_{shots}"] = r[f"{fa}_{shots}"]
             ok &= r[f"ret_{shots}"] >= -max_retention_drop
-            ok &= r[f"fa_after_{shots}"] <= ref[f"fa_after_{shots}"] + 1e-9
+            ok &= r[f"{fa}_{shots}"] <= ref[f"{fa}_{shots}"] + 1e-9
         row["score"] = round(sum(row[f"gain_{c}_{s}"] for c, s in CELLS) / len(CELLS), 4)
         row["meets_bounds"] = bool(ok)
         table.append(row)
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clean", help="sweep log, --condition clean")
     ap.add_argument("room", help="sweep log, --condition room")
+    ap.add_argument("--fa-measure", default="speaker-mean", choices=["speaker-mean", "pooled"])
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     logs = {}
@@ -55,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         if log["speakers"] != "tune" or log["condition"] != cond:
             raise SystemExit(f"{path}: not a {cond} sweep on the tune speakers")
         logs[cond] = log
-    res = choose(logs)
+    res = choose(logs, measure=a.fa_measure)
     out = {"command": "python scripts/choose-norm-prior.py " + " ".join(sys.argv[1:]),
            "sweeps": {c: log["command"] for c, log in logs.items()},
            "criterion": "best mean gain over clean/room x 1-shot/all-shot, retention drop <= 1 "
                         "point and false accepts <= those with norm_prior 0, in every cell",
+           "false_accepts": a.fa_measure,
            **res}
     text = json.dumps(out, indent=1)
     if a.out:

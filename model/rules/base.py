@@ -56,6 +56,10 @@ class RuleConfig:
     # bank's mean; core.ReadoutLearner ``reference``): what one utterance teaches stays specific
     # to it instead of shifting every utterance's logits. Off: the plain (normalised) delta rule
     readout_orth: bool = False
+    # an utterance of one class does not lower the `_unknown_` and `_silence_` logits
+    # (core.ReadoutLearner ``protect``): adapting on keywords alone would otherwise teach that
+    # the user's other speech is less likely `_unknown_`. Off: the plain delta rule
+    readout_protect: bool = False
     # the step shrinks with the clips of the same label already learned: × 1 / (1 + d·n), so
     # the n-th recording of a word moves the weights about as much as a running mean would
     # and many recordings of one word do not pull the other classes ever further. n counts

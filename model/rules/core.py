@@ -125,6 +125,9 @@ class ReadoutLearner:
             raise ValueError(f"unknown readout mode {mode!r}")
         self.mode, self.leak, self.normalise = mode, leak, normalise
         self.reference = reference
+        # class indices (e.g. `_unknown_`, `_silence_`) whose logits an utterance of another
+        # class never pushes down (the rules' ``readout_protect``); None: the plain delta rule
+        self.protect: torch.Tensor | None = None
 
     def begin(self, b: int, h: int, c: int, target: torch.Tensor) -> None:
         self.target = target
@@ -147,6 +150,12 @@ class ReadoutLearner:
         if self.reference is not None:
             pre = pre - (pre @ self.reference)[:, None] * self.reference
         g = readout_grad(self.m, self.target, pre)
+        if self.protect is not None:
+            # a row's update is (p − c*)·ε: for a protected class that is not this utterance's
+            # label it only lowers that class's logit, which is how keyword-only support
+            # teaches the user's other speech to look like keywords
+            keep = self.target[:, self.protect].sum(0) > 0
+            g[self.protect[~keep]] = 0.0
         return g / (pre.pow(2).sum(1).mean() + 1.0) if self.normalise else g
 
     def tensors(self) -> list[torch.Tensor]:

@@ -76,3 +76,31 @@ def test_orthogonal_readout_step_leaves_the_average_utterance_alone():
             assert rule.readout.reference is not None
             assert torch.allclose(rule.readout.reference.norm(), torch.tensor(1.0))
     assert moved[True] < 1e-4 < moved[False]
+
+
+@pytest.mark.parametrize("rule_name", ["tp", "readout", "eprop"])
+def test_protected_readout_keeps_a_keyword_from_lowering_unknown_and_silence(rule_name):
+    """readout_protect: a keyword's utterance raises its own row and lowers the other
+    keywords' rows, but leaves the `_unknown_` and `_silence_` rows as they were; an
+    `_unknown_` utterance still moves the `_unknown_` row."""
+    from tracekws.model.adapt import make
+
+    torch.manual_seed(0)
+    m = KWSModel(ModelConfig(n_hidden=32))
+    x = m.inputs(wave("yes", 0)[None])
+    neg = [m.labels.index("_unknown_"), m.labels.index("_silence_")]
+    yes, no = m.labels.index("yes"), m.labels.index("no")
+    for protect in (False, True):
+        net = m.clone()
+        rule = make(net, rule_name, readout_protect=protect, lr_out=1.0, lr=0.0)
+        w0 = net.net.w_out.detach().clone()
+        rule.run(x, torch.tensor([yes]))
+        dw = (net.net.w_out.detach() - w0).abs().sum(1)
+        assert dw[yes] > 0 and dw[no] > 0
+        assert (float(dw[neg].max()) == 0.0) == protect
+    net = m.clone()
+    rule = make(net, rule_name, readout_protect=True, lr_out=1.0, lr=0.0)
+    w0 = net.net.w_out.detach().clone()
+    rule.run(x, torch.tensor([neg[0]]))
+    dw = (net.net.w_out.detach() - w0).abs().sum(1)
+    assert dw[neg[0]] > 0 and dw[neg[1]] == 0 and dw[yes] > 0

@@ -77,3 +77,18 @@ def test_bench_reports_false_accepts_and_per_class(small_model_path):
     assert n == row["n_query"]
     acc = sum(pc["after"] * pc["n"] for pc in res["per_class"].values()) / n
     assert math.isclose(acc, row["after"], abs_tol=1e-6)
+
+
+def test_pooled_false_accepts_weigh_every_clip_alike():
+    """One speaker with a single non-keyword clip moves the speaker mean by 1/speakers; the
+    pooled share counts clips, so it moves by 1/clips."""
+    import torch
+    from tracekws.model.bench.personalize import _pooled, false_accept_count
+
+    neg = torch.tensor([10, 11])
+    assert false_accept_count(torch.tensor([0, 10, 2, 4]), torch.tensor([0, 10, 10, 11]), neg) == 2
+    rows = [{"n_query_negative": 1, "false_accept_clips_before": 0, "false_accept_clips_after": 1},
+            {"n_query_negative": 9, "false_accept_clips_before": 1, "false_accept_clips_after": 1},
+            {"n_query_negative": 0, "false_accept_clips_before": 0, "false_accept_clips_after": 0}]
+    assert math.isclose(_pooled(rows, "before"), 0.1) and math.isclose(_pooled(rows, "after"), 0.2)
+    assert _pooled(rows[2:], "after") is None
