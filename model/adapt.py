@@ -38,6 +38,12 @@ class NoSpeechError(AudioError):
 DEFAULT_EPOCHS = 1
 
 
+def negatives(model: KWSModel) -> torch.Tensor:
+    """Class indices that are not keywords (``_unknown_``, ``_silence_``)."""
+    return torch.tensor([model.labels.index(x) for x in (UNKNOWN, SILENCE) if x in model.labels],
+                        dtype=torch.long)
+
+
 def make(model: KWSModel, rule: str, **hp) -> Rule:
     """Rule ``rule`` on the model's network (its defaults, overridden by ``hp``), with the
     model's readout replay bank."""
@@ -45,8 +51,8 @@ def make(model: KWSModel, rule: str, **hp) -> Rule:
     r.replay_bank = model.replay
     readout = getattr(r, "readout", None)  # rules without a ReadoutLearner have none
     if readout is not None and r.config.readout_protect:
-        idx = [i for i, name in enumerate(model.labels) if name in ("_unknown_", "_silence_")]
-        readout.protect = torch.tensor(idx, dtype=torch.long) if idx else None
+        neg = negatives(model)
+        readout.protect = neg if len(neg) else None
     return r
 
 

@@ -31,10 +31,10 @@ from collections import defaultdict
 import torch
 from tqdm import tqdm
 
-from ..adapt import DEFAULT_EPOCHS, adapt_inputs
+from ..adapt import DEFAULT_EPOCHS, adapt_inputs, negatives
 from ..data import Clip, load_waves, noise_recordings, scan
 from ..evaluate import class_index
-from ..pipeline import SILENCE, UNKNOWN, KWSModel, batched
+from ..pipeline import KWSModel, batched
 from ..speakers import MIN_CLIPS, speaker_pool, support_query
 
 CONDITIONS = ("clean", "room")
@@ -81,23 +81,15 @@ def predict_inputs(model: KWSModel, x: torch.Tensor) -> torch.Tensor:
     return batched(lambda xb: model.net(xb)[0].argmax(1), x)
 
 
-def negatives(model: KWSModel) -> torch.Tensor:
-    """Class indices that are not keywords (``_unknown_``, ``_silence_``)."""
-    return torch.tensor([model.labels.index(x) for x in (UNKNOWN, SILENCE) if x in model.labels])
+def false_accept_count(pred: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> int:
+    """Clips of a non-keyword class that are called a keyword."""
+    return int((~torch.isin(pred[torch.isin(y, neg)], neg)).sum())
 
 
 def false_accepts(pred: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> float | None:
     """Share of clips of a non-keyword class that are called a keyword (None: no such clip)."""
-    is_neg = torch.isin(y, neg)
-    if not is_neg.any():
-        return None
-    return float((~torch.isin(pred[is_neg], neg)).float().mean())
-
-
-def false_accept_count(pred: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> int:
-    """Clips of a non-keyword class that are called a keyword."""
-    is_neg = torch.isin(y, neg)
-    return int((~torch.isin(pred[is_neg], neg)).sum())
+    n = int(torch.isin(y, neg).sum())
+    return false_accept_count(pred, y, neg) / n if n else None
 
 
 def _mean(values: list[float | None]) -> float | None:
