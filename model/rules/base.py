@@ -41,7 +41,7 @@ class RuleConfig:
     """
 
     lr: float = 0.0  # hidden layer (W_in, W_rec)
-    lr_out: float = 0.1  # readout (W_out)
+    lr_out: float = 0.25  # readout (W_out)
     total_steps: int = 0  # frames of the cosine decay to 0.25·lr (0: constant rate)
     update_every: int = 10  # frames of summed updates per optimiser step (1: every frame)
     optimizer: str = "sgd"  # "adam" (the reference) or "sgd" (plain three-factor steps)
@@ -49,7 +49,7 @@ class RuleConfig:
     # the feature normalisation's prior weight in frames when it adapts to the user's audio
     # (KWSModel.adapt_normalisation; 0: it does not); a setting of the session, for every rule.
     # Chosen on the tune speakers for the shipped model, clean and room together:
-    # scripts/choose-norm-prior.py, docs/bench/norm/v3-chosen.json (the rule sweeps above hold
+    # scripts/choose-norm-prior.py, docs/bench/norm/v4-chosen.json (the rule sweeps above hold
     # it at the value of their time; the joint sweep decides it)
     norm_prior: float = 0.0
     # the readout's delta step orthogonal to the average utterance's spike counts (the replay

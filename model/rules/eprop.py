@@ -35,7 +35,7 @@ from .local import FEEDBACK_SEED, LocalConfig, LocalRule
 
 @dataclass
 class EpropConfig(LocalConfig):
-    lr: float = 3e-4  # adaptation default (RuleConfig says where it comes from)
+    lr: float = 3e-3  # adaptation default (RuleConfig says where it comes from)
     feedback: str = "symmetric"  # B: "symmetric" (W_out, as it learns) or "random" (fixed)
 
 
