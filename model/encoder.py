@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -62,16 +63,42 @@ def encode(
     if config.kind == "level":
         return _thermometer(torch.clamp(torch.round(x / theta), -levels, levels), levels), state
     u = x.new_zeros(x.shape[0], x.shape[2]) if state.u is None else state.u
-    b, t_len, f = x.shape
-    counts = x.new_zeros(b, t_len, f)  # signed spike count n_on − n_off (only one is non-zero)
-    xs = x / theta  # work in units of θ
+    xs = (x / theta).detach()  # work in units of θ; spike counts carry no gradient
     u = u / theta
-    for t in range(t_len):
+    run = _sigma_delta_numpy if x.shape[0] <= 4 and x.dtype == torch.float32 else _sigma_delta
+    counts, u = run(xs, u, levels)
+    return _thermometer(counts, levels), EncoderState(u * theta)
+
+
+def _sigma_delta(xs: torch.Tensor, u: torch.Tensor, levels: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The modulator in units of θ: (B, T, F) inputs → signed counts n_on − n_off (only one
+    is non-zero), and the residual."""
+    counts = torch.empty_like(xs)
+    for t in range(xs.shape[1]):
         u = u + xs[:, t]
         n = torch.clamp(torch.trunc(u), -levels, levels)  # floor toward zero for both signs
         u = torch.clamp(u - n, -levels, levels)
         counts[:, t] = n
-    return _thermometer(counts, levels), EncoderState(u * theta)
+    return counts, u
+
+
+def _sigma_delta_numpy(xs: torch.Tensor, u: torch.Tensor, levels: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_sigma_delta` in numpy, in place: a few clips (a /predict request, a stream
+    chunk) spend most of the loop on per-op overhead, about 1 µs in numpy against ~3 µs in
+    torch. The same float32 operations in the same order, so the same counts."""
+    x_np = xs.contiguous().numpy()
+    u_np = u.detach().numpy().astype(np.float32, copy=True)
+    counts = np.empty_like(x_np)
+    for t in range(x_np.shape[1]):
+        u_np += x_np[:, t]
+        n = counts[:, t]
+        np.trunc(u_np, out=n)
+        np.clip(n, -levels, levels, out=n)
+        u_np -= n
+        np.clip(u_np, -levels, levels, out=u_np)
+    return torch.from_numpy(counts), torch.from_numpy(u_np)
 
 
 def _thermometer(counts: torch.Tensor, levels: int) -> torch.Tensor:

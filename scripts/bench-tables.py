@@ -18,6 +18,20 @@ def pts(x: float | None, sign: bool = True) -> str:
     return f"{x * 100:+.1f}" if sign else f"{x * 100:.1f}"
 
 
+def _flips(shot: dict) -> str:
+    """' (+fixed −broken)': the query clips behind a gain (runs from session 14 on)."""
+    if "query_fixed" not in shot:
+        return ""
+    return f" (+{shot['query_fixed']} −{shot['query_broken']})"
+
+
+def _clips_line(shot: dict) -> str:
+    if "query_clips" not in shot:
+        return ""
+    return (f" Query clips: {shot['query_clips']} (1-shot); a gain's brackets give the clips "
+            "adapting fixed and broke.")
+
+
 def rules_table(res: dict) -> str:
     first = res["rules"][0]
     lines = [
@@ -26,7 +40,7 @@ def rules_table(res: dict) -> str:
         f"{first['all_shot']['mean_before']:.3f} (all-shot), retention before "
         f"{first['one_shot']['retention_before']:.3f}; false accepts before "
         f"{pts(first['one_shot']['false_accepts_before'], False)} % of the speakers' "
-        "non-keyword clips.",
+        "non-keyword clips." + _clips_line(first),
         "",
         "| rule | 1-shot gain (points) | retention | false accepts after (%) | all-shot gain | "
         "retention | false accepts after (%) | peak memory 1 s / 30 s | adapt ms per s of audio "
@@ -38,8 +52,8 @@ def rules_table(res: dict) -> str:
         mem = " / ".join(f"{b / 2**20:.1f}" for b in r["peak_bytes"].values()) + " MiB"
         ms, cost = r["ms_per_second_of_audio"], r["cost_vs_inference"]
         lines.append(
-            f"| `{r['rule']}` | {pts(o['gain'])} | {pts(o['retention_change'])} | "
-            f"{pts(o['false_accepts_after'], False)} | {pts(a['gain'])} | "
+            f"| `{r['rule']}` | {pts(o['gain'])}{_flips(o)} | {pts(o['retention_change'])} | "
+            f"{pts(o['false_accepts_after'], False)} | {pts(a['gain'])}{_flips(a)} | "
             f"{pts(a['retention_change'])} | {pts(a['false_accepts_after'], False)} | {mem} | "
             f"{ms:.0f} | {cost:.1f}× |")
     return "\n".join(lines)
@@ -47,7 +61,7 @@ def rules_table(res: dict) -> str:
 
 def sweep_table(log: dict) -> str:
     keys = [k for k in log["rows"][0] if k not in ("rule", "speakers", "score")
-            and not k.startswith(("gain_", "ret_", "fa_", "before_"))]
+            and not k.startswith(("gain_", "ret_", "fa_", "before_", "fixed_", "broken_", "p_"))]
     varying = [k for k in keys if len({json.dumps(r[k]) for r in log["rows"]}) > 1]
     head = "| " + " | ".join(varying) + " | 1-shot gain | all-shot gain | retention (1 / all) "
     head += "| false accepts after (1 / all, %) | |"

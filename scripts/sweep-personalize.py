@@ -102,6 +102,10 @@ def main() -> None:
                 v = r[k.replace("accepts_", "accepts_pooled_")]
                 row[f"fa_pooled_{k.split('_')[-1]}_{shots}"] = None if v is None else round(v, 4)
             row[f"before_{shots}"] = round(r["mean_before"], 4)
+            # the gain in query clips (fixed / broken) and the sign test's p: one clip is
+            # about a point here, so a gain of a point or two may be which clips flipped
+            row[f"fixed_{shots}"], row[f"broken_{shots}"] = r["query_fixed"], r["query_broken"]
+            row[f"p_{shots}"] = round(r["sign_test_p"], 4)
             row["speakers"] = len(r["speakers"])
         row["score"] = round((row["gain_1"] + row["gain_all"]) / 2, 4)
         rows.append(row)

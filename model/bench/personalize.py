@@ -25,6 +25,7 @@ and the accuracy per class.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 
@@ -102,6 +103,19 @@ def _pooled(rows: list[dict], when: str) -> float | None:
     return sum(r[f"false_accept_clips_{when}"] for r in rows) / n if n else None
 
 
+def sign_test(fixed: int, broken: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least this uneven between query
+    clips adapting fixed and clips it broke, were each change a fair coin. The gain in points
+    is (fixed − broken) clips spread over a few hundred clips; this says whether it is more
+    than the noise of which clips happened to flip."""
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    k = min(fixed, broken)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
+    return min(1.0, 2.0 * tail)
+
+
 def bench_personalize(
     model: KWSModel,
     data: str,
@@ -172,6 +186,8 @@ def bench_personalize(
         row = {"speaker": spk, "before": 1.0 - float(wrong.float().mean()),
                "after": float((pq1 == yq).float().mean()),
                "n_support": len(support), "n_query": len(query),
+               "query_fixed": int((wrong & (pq1 == yq)).sum()),
+               "query_broken": int((~wrong & (pq1 != yq)).sum()),
                "n_query_class_not_in_support": int((~shown).sum()),
                "n_query_negative": int(torch.isin(yq, neg).sum()),
                "errors_before_class_in_support": float((wrong & shown).float().mean()),
@@ -209,6 +225,12 @@ def bench_personalize(
         "mean_before": before,
         "mean_after": after,
         "gain": after - before if rows else None,
+        # the gain in clips: query clips adapting fixed and broke, and the sign test's p
+        "query_clips": sum(r["n_query"] for r in rows),
+        "query_fixed": sum(r["query_fixed"] for r in rows),
+        "query_broken": sum(r["query_broken"] for r in rows),
+        "sign_test_p": sign_test(sum(r["query_fixed"] for r in rows),
+                                 sum(r["query_broken"] for r in rows)),
         # the largest gain any rule could show: every query clip right after adapting
         "headroom": 1.0 - before if rows else None,
         # ... and its part on query clips of classes the support shows

@@ -28,8 +28,10 @@ CLASS_RULES = ["tp", "tp-batch", "tess", "eprop"]  # tp-batch: TP with the paper
 
 def _summary(res: dict) -> dict:
     keys = ("mean_before", "mean_after", "gain", "retention_before", "retention_after",
-            "false_accepts_before", "false_accepts_after")
+            "false_accepts_before", "false_accepts_after", "false_accepts_pooled_before",
+            "false_accepts_pooled_after", "sign_test_p")
     out = {k: None if res[k] is None else round(res[k], 4) for k in keys}
+    out |= {k: res[k] for k in ("query_clips", "query_fixed", "query_broken", "n_query_negative")}
     out["retention_change"] = round(res["retention_after"] - res["retention_before"], 4)
     out["seconds"] = res["seconds"]
     return out

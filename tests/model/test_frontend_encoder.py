@@ -54,6 +54,20 @@ def test_encoder_chunked_equals_whole():
     assert torch.equal(torch.cat(parts, 1), whole)
 
 
+def test_encoder_numpy_path_equals_torch_path():
+    """A few clips run the modulator in numpy, a batch in torch: bit-identical spikes and
+    residual, whole and chunked (the residual crosses from one path's chunk to the next)."""
+    x = torch.randn(6, 150, 40) * 2
+    cfg = EncoderConfig()
+    batch, st_b = encode(x, init_state(), cfg)  # 6 clips: torch
+    for i in range(6):
+        one, st_1 = encode(x[i:i + 1], init_state(), cfg)  # 1 clip: numpy
+        assert torch.equal(one[0], batch[i]) and torch.equal(st_1.u[0], st_b.u[i])
+    head, st = encode(x[:2, :70], init_state(), cfg)
+    tail, _ = encode(x[:2, 70:], st, cfg)
+    assert torch.equal(torch.cat([head, tail], 1), batch[:2])
+
+
 def test_encoder_outputs_binary_spikes_that_track_the_input():
     cfg = EncoderConfig(threshold=0.5, levels=2)
     x = torch.full((1, 400, 3), 0.3)

@@ -77,6 +77,19 @@ def test_bench_reports_false_accepts_and_per_class(small_model_path):
     assert n == row["n_query"]
     acc = sum(pc["after"] * pc["n"] for pc in res["per_class"].values()) / n
     assert math.isclose(acc, row["after"], abs_tol=1e-6)
+    # the gain in clips: fixed − broken query clips is the change in right answers
+    assert res["query_clips"] == row["n_query"]
+    right = round((row["after"] - row["before"]) * row["n_query"])
+    assert row["query_fixed"] - row["query_broken"] == right
+    assert 0.0 < res["sign_test_p"] <= 1.0
+
+
+def test_sign_test_is_the_exact_two_sided_binomial():
+    from tracekws.model.bench.personalize import sign_test
+
+    assert sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0 and sign_test(0, 1) == 1.0
+    assert sign_test(5, 0) == sign_test(0, 5) == 2 / 32  # 1/32 each way
+    assert math.isclose(sign_test(10, 2), 2 * (1 + 12 + 66) / 4096)
 
 
 def test_pooled_false_accepts_weigh_every_clip_alike():
