@@ -149,6 +149,7 @@ def bench_personalize(
     neg = negatives(model)
     labels = model.labels
     by_class: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # n, right before, after
+    by_class_ret: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # same, retention
     rows = []
     t0 = time.time()
     for spk in tqdm(chosen, desc=f"{rule} {shots}-shot {condition}", disable=not progress):
@@ -183,6 +184,11 @@ def bench_personalize(
             by_class[t][0] += 1
             by_class[t][1] += int(a)
             by_class[t][2] += int(b)
+        for t, a, b in zip(yr.tolist(), (pr0 == yr).tolist(), (pr1 == yr).tolist(),
+                           strict=True):
+            by_class_ret[t][0] += 1
+            by_class_ret[t][1] += int(a)
+            by_class_ret[t][2] += int(b)
         row = {"speaker": spk, "before": 1.0 - float(wrong.float().mean()),
                "after": float((pq1 == yq).float().mean()),
                "n_support": len(support), "n_query": len(query),
@@ -208,6 +214,10 @@ def bench_personalize(
 
     per_class = {labels[k]: {"n": n, "before": a / n, "after": b / n, "gain": (b - a) / n}
                  for k, (n, a, b) in sorted(by_class.items())}
+    # where retention is lost (e.g. `_silence_` windows after a normalisation move)
+    retention_per_class = {labels[k]: {"n": n, "before": a / n, "after": b / n,
+                                       "change": (b - a) / n}
+                           for k, (n, a, b) in sorted(by_class_ret.items())}
     cond: dict = {"name": condition}
     if condition == "room":
         from ..room import ROOM_SPEC
@@ -247,6 +257,7 @@ def bench_personalize(
         "retention_false_accepts_before": mean("retention_false_accepts_before"),
         "retention_false_accepts_after": mean("retention_false_accepts_after"),
         "per_class": per_class,
+        "retention_per_class": retention_per_class,
         "seconds": round(time.time() - t0, 1),
         "data": str(data),
         "val_percent": val_percent,

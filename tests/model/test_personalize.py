@@ -82,6 +82,10 @@ def test_bench_reports_false_accepts_and_per_class(small_model_path):
     right = round((row["after"] - row["before"]) * row["n_query"])
     assert row["query_fixed"] - row["query_broken"] == right
     assert 0.0 < res["sign_test_p"] <= 1.0
+    ret = res["retention_per_class"]  # one speaker: every retention clip counted once
+    n_ret = sum(pc["n"] for pc in ret.values())
+    acc = sum(pc["after"] * pc["n"] for pc in ret.values()) / n_ret
+    assert math.isclose(acc, row["retention_after"], abs_tol=1e-6)
 
 
 def test_sign_test_is_the_exact_two_sided_binomial():
