@@ -25,11 +25,12 @@ def _flips(shot: dict) -> str:
     return f" (+{shot['query_fixed']} −{shot['query_broken']})"
 
 
-def _clips_line(shot: dict) -> str:
-    if "query_clips" not in shot:
+def _clips_line(rule: dict) -> str:
+    o, a = rule["one_shot"], rule["all_shot"]
+    if "query_clips" not in o:
         return ""
-    return (f" Query clips: {shot['query_clips']} (1-shot); a gain's brackets give the clips "
-            "adapting fixed and broke.")
+    return (f" Query clips: {o['query_clips']} (1-shot) / {a['query_clips']} (all-shot); a "
+            "gain's brackets give the clips adapting fixed and broke.")
 
 
 def rules_table(res: dict) -> str:

@@ -103,6 +103,16 @@ def _pooled(rows: list[dict], when: str) -> float | None:
     return sum(r[f"false_accept_clips_{when}"] for r in rows) / n if n else None
 
 
+def spread(clips: list, n: int) -> list:
+    """``n`` clips evenly spaced over the whole list (all of them when there are fewer). The
+    pool is in folder order, class by class, so its first ``n`` clips would hold only the
+    classes whose folders come first (before session 14 retention had no `yes`, `up`, `right`
+    or `stop` clip and 17 % `_silence_`)."""
+    if len(clips) <= n:
+        return list(clips)
+    return [clips[i * len(clips) // n] for i in range(n)]
+
+
 def sign_test(fixed: int, broken: int) -> float:
     """Two-sided exact sign test: the chance of a split at least this uneven between query
     clips adapting fixed and clips it broke, were each change a fair coin. The gain in points
@@ -156,8 +166,7 @@ def bench_personalize(
         mine = [c for c in pool if c.speaker == spk]
         support, query = support_query(mine, shots)
         others = [c for c in pool if c.speaker != spk]
-        step = max(1, len(others) // retention_clips)
-        retention = others[::step][:retention_clips]
+        retention = spread(others, retention_clips)
         room = None
         if condition == "room":
             from ..room import RoomSimulator, speaker_room

@@ -109,3 +109,15 @@ def test_pooled_false_accepts_weigh_every_clip_alike():
             {"n_query_negative": 0, "false_accept_clips_before": 0, "false_accept_clips_after": 0}]
     assert math.isclose(_pooled(rows, "before"), 0.1) and math.isclose(_pooled(rows, "after"), 0.2)
     assert _pooled(rows[2:], "after") is None
+
+
+def test_retention_spreads_over_the_whole_pool():
+    """The pool comes class by class (folder order); retention takes clips evenly over all of
+    it, so every class keeps its share instead of the first folders filling the 400."""
+    from tracekws.model.bench.personalize import spread
+
+    pool = [label for label in ("_silence_", "down", "go", "yes") for _ in range(300)]
+    picked = spread(pool, 400)
+    assert len(picked) == 400 and {picked.count(c) for c in set(pool)} == {100}
+    assert spread([1, 2, 3], 400) == [1, 2, 3]
+    assert spread(list(range(10)), 4) == [0, 2, 5, 7]
