@@ -103,6 +103,19 @@ def _pooled(rows: list[dict], when: str) -> float | None:
     return sum(r[f"false_accept_clips_{when}"] for r in rows) / n if n else None
 
 
+def _tally(counts: dict, y: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> None:
+    """Per true class: clips, right before adapting, right after (``counts[k]``, in place)."""
+    for t, a, b in zip(y.tolist(), (before == y).tolist(), (after == y).tolist(), strict=True):
+        counts[t][0] += 1
+        counts[t][1] += int(a)
+        counts[t][2] += int(b)
+
+
+def _per_class(counts: dict, labels: list[str], change: str) -> dict:
+    return {labels[k]: {"n": n, "before": a / n, "after": b / n, change: (b - a) / n}
+            for k, (n, a, b) in sorted(counts.items())}
+
+
 def spread(clips: list, n: int) -> list:
     """``n`` clips evenly spaced over the whole list (all of them when there are fewer). The
     pool is in folder order, class by class, so its first ``n`` clips would hold only the
@@ -188,16 +201,8 @@ def bench_personalize(
         # query clips of a class the support never shows (the speaker's other words, which
         # are all `_unknown_`): adapting can only fix their errors indirectly
         shown = torch.isin(yq, ys)
-        for t, a, b in zip(yq.tolist(), (pq0 == yq).tolist(), (pq1 == yq).tolist(),
-                           strict=True):
-            by_class[t][0] += 1
-            by_class[t][1] += int(a)
-            by_class[t][2] += int(b)
-        for t, a, b in zip(yr.tolist(), (pr0 == yr).tolist(), (pr1 == yr).tolist(),
-                           strict=True):
-            by_class_ret[t][0] += 1
-            by_class_ret[t][1] += int(a)
-            by_class_ret[t][2] += int(b)
+        _tally(by_class, yq, pq0, pq1)
+        _tally(by_class_ret, yr, pr0, pr1)
         row = {"speaker": spk, "before": 1.0 - float(wrong.float().mean()),
                "after": float((pq1 == yq).float().mean()),
                "n_support": len(support), "n_query": len(query),
@@ -221,12 +226,7 @@ def bench_personalize(
     def mean(key: str) -> float | None:
         return _mean([r[key] for r in rows]) if rows else None
 
-    per_class = {labels[k]: {"n": n, "before": a / n, "after": b / n, "gain": (b - a) / n}
-                 for k, (n, a, b) in sorted(by_class.items())}
-    # where retention is lost (e.g. `_silence_` windows after a normalisation move)
-    retention_per_class = {labels[k]: {"n": n, "before": a / n, "after": b / n,
-                                       "change": (b - a) / n}
-                           for k, (n, a, b) in sorted(by_class_ret.items())}
+    fixed, broken = (sum(r[k] for r in rows) for k in ("query_fixed", "query_broken"))
     cond: dict = {"name": condition}
     if condition == "room":
         from ..room import ROOM_SPEC
@@ -246,10 +246,9 @@ def bench_personalize(
         "gain": after - before if rows else None,
         # the gain in clips: query clips adapting fixed and broke, and the sign test's p
         "query_clips": sum(r["n_query"] for r in rows),
-        "query_fixed": sum(r["query_fixed"] for r in rows),
-        "query_broken": sum(r["query_broken"] for r in rows),
-        "sign_test_p": sign_test(sum(r["query_fixed"] for r in rows),
-                                 sum(r["query_broken"] for r in rows)),
+        "query_fixed": fixed,
+        "query_broken": broken,
+        "sign_test_p": sign_test(fixed, broken),
         # the largest gain any rule could show: every query clip right after adapting
         "headroom": 1.0 - before if rows else None,
         # ... and its part on query clips of classes the support shows
@@ -265,8 +264,9 @@ def bench_personalize(
         "retention_after": mean("retention_after"),
         "retention_false_accepts_before": mean("retention_false_accepts_before"),
         "retention_false_accepts_after": mean("retention_false_accepts_after"),
-        "per_class": per_class,
-        "retention_per_class": retention_per_class,
+        "per_class": _per_class(by_class, labels, "gain"),
+        # where retention is lost (e.g. `_silence_` windows after a normalisation move)
+        "retention_per_class": _per_class(by_class_ret, labels, "change"),
         "seconds": round(time.time() - t0, 1),
         "data": str(data),
         "val_percent": val_percent,
