@@ -129,18 +129,30 @@ class SNN(nn.Module):
             acc.add_(s)
         return acc, count, v, s
 
+    def _w_rec_t_numpy(self) -> np.ndarray:
+        """W_rec transposed and contiguous, for the numpy loop: the transposing copy costs
+        more than a 1 s clip's recurrence at batch 1, so it is kept until the weights change
+        (in-place updates bump the tensor's version; loading new weights its storage)."""
+        key = (self.w_rec.data_ptr(), self.w_rec._version)
+        if getattr(self, "_w_rec_t_key", None) != key:
+            self._w_rec_t = np.ascontiguousarray(self.w_rec.detach().numpy().T)
+            self._w_rec_t_key = key
+        return self._w_rec_t
+
     def _run_numpy(self, x: torch.Tensor, state: NetState, record: list | None = None):
         p = self.params
         cur_in = (x @ self.w_in.T).numpy()
-        w_rec_t = np.ascontiguousarray(self.w_rec.detach().numpy().T)
+        w_rec_t = self._w_rec_t_numpy()
         v, s = (t.detach().numpy().astype(np.float32) for t in state.hidden)
         leaky = p.readout_leak != 1.0
         acc = np.zeros_like(v)  # readout-leak-weighted spike sum
         count = np.zeros_like(v) if leaky else acc  # plain spike count
         alpha, v_th, leak = np.float32(p.alpha), np.float32(p.v_th), np.float32(p.readout_leak)
         for t in range(cur_in.shape[1]):
-            v_tilde = cur_in[:, t] + s @ w_rec_t
-            v_tilde += alpha * v
+            v *= alpha
+            v_tilde = s @ w_rec_t
+            v_tilde += cur_in[:, t]
+            v_tilde += v
             s = (v_tilde > v_th).astype(np.float32)
             v = v_tilde - v_th * s
             if record is not None:

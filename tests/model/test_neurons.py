@@ -60,3 +60,31 @@ def test_fast_inference_path_matches_step_by_step(batch):
     with torch.enable_grad():
         slow, _, _ = net(x)
     torch.testing.assert_close(slow.detach(), m)
+
+
+def test_numpy_loop_follows_weight_updates():
+    """The numpy loop keeps W_rec transposed between calls; an in-place update (what the
+    rules' optimisers do) or loaded weights must be seen by the next call."""
+    torch.manual_seed(1)
+    net = SNN(20, 16, 4)
+    with torch.no_grad():
+        net.w_in.mul_(4)
+        net.w_rec.mul_(6)
+    x = (torch.rand(1, 30, 20) < 0.3).float()
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            fast, _, _ = net(x)
+        with torch.enable_grad():
+            slow, _, _ = net(x)
+        return fast, slow.detach()
+
+    first, _ = both()
+    with torch.no_grad():
+        net.w_rec.add_(0.5 * torch.randn_like(net.w_rec))
+    fast, slow = both()
+    torch.testing.assert_close(fast, slow)
+    assert not torch.allclose(fast, first)
+    net.load_state_dict({k: torch.randn_like(v) for k, v in net.state_dict().items()})
+    fast, slow = both()
+    torch.testing.assert_close(fast, slow)
