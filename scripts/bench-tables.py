@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from tracekws.model.bench.personalize import sweep_settings
+
 
 def pts(x: float | None, sign: bool = True) -> str:
     if x is None:
@@ -61,9 +63,7 @@ def rules_table(res: dict) -> str:
 
 
 def sweep_table(log: dict) -> str:
-    keys = [k for k in log["rows"][0] if k not in ("rule", "speakers", "score")
-            and not k.startswith(("gain_", "ret_", "fa_", "before_", "fixed_", "broken_", "p_"))]
-    varying = [k for k in keys if len({json.dumps(r[k]) for r in log["rows"]}) > 1]
+    keys, varying = sweep_settings(log["rows"])
     head = "| " + " | ".join(varying) + " | 1-shot gain | all-shot gain | retention (1 / all) "
     head += "| false accepts after (1 / all, %) | |"
     lines = [head, "|" + "---|" * (len(varying) + 5)]

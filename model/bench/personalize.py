@@ -25,6 +25,7 @@ and the accuracy per class.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -39,6 +40,21 @@ from ..pipeline import KWSModel, batched
 from ..speakers import MIN_CLIPS, speaker_pool, support_query
 
 CONDITIONS = ("clean", "room")
+
+# A row of a sweep log (scripts/sweep-personalize.py) holds one setting's hyper-parameters,
+# a few bookkeeping fields, and this benchmark's results per shots under these prefixes.
+SWEEP_RESULT_PREFIXES = ("gain_", "ret_", "fa_", "before_", "fixed_", "broken_", "p_")
+SWEEP_BOOKKEEPING = ("rule", "speakers", "score")
+
+
+def sweep_settings(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """A sweep log's setting names (hyper-parameters and ``epochs``, in row order) and those
+    it tried more than one value of: what a table shows, and what the sweep decided."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    keys = [k for k in keys if k not in SWEEP_BOOKKEEPING
+            and not k.startswith(SWEEP_RESULT_PREFIXES)]
+    varied = [k for k in keys if len({json.dumps(row.get(k)) for row in rows}) > 1]
+    return keys, varied
 
 
 def frame_clips(model: KWSModel, clips: list[Clip], room=None, cache: dict | None = None

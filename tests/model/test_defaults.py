@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from tracekws.model.adapt import DEFAULT_EPOCHS
+from tracekws.model.bench.personalize import sweep_settings
 from tracekws.model.rules import NAMES, defaults
 
 LOGS = sorted(Path(__file__).resolve().parents[2].glob("docs/bench/sweep-*.json"))
@@ -14,12 +15,6 @@ LOGS = sorted(Path(__file__).resolve().parents[2].glob("docs/bench/sweep-*.json"
 def test_every_rule_with_defaults_has_a_sweep_log():
     swept = {json.loads(p.read_text())["rule"] for p in LOGS}
     assert set(NAMES) <= swept
-
-
-def _varied(data: dict) -> set[str]:
-    """The settings a sweep tried more than one value of."""
-    keys = {k for row in data["rows"] for k in row}
-    return {k for k in keys if len({json.dumps(row.get(k)) for row in data["rows"]}) > 1}
 
 
 @pytest.mark.parametrize("log", LOGS, ids=[p.stem for p in LOGS])
@@ -34,16 +29,14 @@ def test_defaults_are_the_chosen_setting(log):
     decides = set(chosen)
     if log.stem != f"sweep-{data['rule']}":
         main = json.loads((log.parent / f"sweep-{data['rule']}.json").read_text())
-        decides = _varied(data) - _varied(main)
+        decides = set(sweep_settings(data["rows"])[1]) - set(sweep_settings(main["rows"])[1])
         assert decides, f"{log.name} decides nothing its rule's own sweep does not"
     for key, value in chosen.items():
         if key in hp and key in decides and key != "norm_prior":  # prior: joint sweep below
             assert hp[key] == value, (data["rule"], key)
     assert chosen["epochs"] == DEFAULT_EPOCHS
     # every swept hyper-parameter is a default (nothing chosen is left out)
-    swept = {k for row in data["rows"] for k in row} - {"rule", "epochs", "speakers", "score"}
-    results = ("gain_", "ret_", "fa_", "before_", "fixed_", "broken_", "p_")
-    swept = {k for k in swept if not k.startswith(results)}
+    swept = set(sweep_settings(data["rows"])[0]) - {"epochs"}
     assert swept <= set(hp), swept - set(hp)
 
 
