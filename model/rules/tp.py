@@ -108,10 +108,10 @@ def label_projection(n_hidden: int, n_classes: int) -> tuple[torch.Tensor, torch
 
 @dataclass
 class TPConfig(RuleConfig):
-    # on the shipped (BPTT-pretrained) backbone no hidden-layer rate helped the tune speakers
-    # (docs/bench/sweep-tp.json); on a backbone pretrained with TP's layer loss one does
-    # (docs/bench/v2-candidates/, V8)
-    lr: float = 0.0
+    # chosen on the tune speakers clean and room together, as the normalisation prior is
+    # (scripts/choose-norm-prior.py --reference lr=0 lr_out=0.25: docs/bench/room/joint-tp.json
+    # from docs/bench/sweep-tp.json and docs/bench/room/sweep-tp.json); clean alone chose 0
+    lr: float = 3e-5
     contrast: str = "classes"  # or "batch"
     readout: str = "final"  # or "frame" (see core.ReadoutLearner)
     readout_norm: bool = True  # normalised delta rule (see core.ReadoutLearner)

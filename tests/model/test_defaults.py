@@ -10,6 +10,9 @@ from tracekws.model.bench.personalize import sweep_settings
 from tracekws.model.rules import NAMES, defaults
 
 LOGS = sorted(Path(__file__).resolve().parents[2].glob("docs/bench/sweep-*.json"))
+JOINT = {p.stem.removeprefix("joint-"): json.loads(p.read_text()) for p in
+         Path(__file__).resolve().parents[2].glob("docs/bench/room/joint-*.json")
+         if not p.stem.endswith("-pooled")}
 
 
 def test_every_rule_with_defaults_has_a_sweep_log():
@@ -31,6 +34,7 @@ def test_defaults_are_the_chosen_setting(log):
         main = json.loads((log.parent / f"sweep-{data['rule']}.json").read_text())
         decides = set(sweep_settings(data["rows"])[1]) - set(sweep_settings(main["rows"])[1])
         assert decides, f"{log.name} decides nothing its rule's own sweep does not"
+    decides -= set(JOINT.get(data["rule"], {}).get("reference", ()))  # test below
     for key, value in chosen.items():
         if key in hp and key in decides and key != "norm_prior":  # prior: joint sweep below
             assert hp[key] == value, (data["rule"], key)
@@ -38,6 +42,17 @@ def test_defaults_are_the_chosen_setting(log):
     # every swept hyper-parameter is a default (nothing chosen is left out)
     swept = set(sweep_settings(data["rows"])[0]) - {"epochs"}
     assert swept <= set(hp), swept - set(hp)
+
+
+def test_joint_choices_are_the_defaults():
+    """A rule whose rates were chosen on clean and room together (scripts/choose-norm-prior.py
+    --reference, docs/bench/room/joint-<rule>.json) has those as its defaults: that choice
+    overrides what the clean sweep chose for the same settings."""
+    for rule, log in JOINT.items():
+        hp = defaults(rule)
+        for key in log["reference"]:
+            assert hp[key] == log["chosen"][key], (rule, key)
+        assert log["chosen"]["meets_bounds"]
 
 
 def test_norm_prior_is_the_chosen_setting_for_every_rule():
