@@ -8,6 +8,7 @@ import torch
 from _clips import clip_path, wave
 from tracekws.model.audio import encode_wav
 from tracekws.model.pipeline import KWSModel
+from tracekws.model.rules import defaults
 
 AUDIO = {"content-type": "audio/wav"}  # a body needs a Content-Type (CSRF rule)
 
@@ -124,20 +125,21 @@ def test_adapt_with_rule_and_hyperparameters(client):
 
 
 def test_teaching_not_a_keyword_takes_the_orthogonal_readout_step(client):
-    """_unknown_ adapts with readout_orth on unless the call says otherwise; words do not;
-    the version records which (its lineage)."""
+    """_unknown_ adapts with readout_orth on and the hidden layer still unless the call says
+    otherwise; words do not; the version records which (its lineage)."""
     def last_hp(profile):
         return client.get(f"/profiles/{profile}/versions").json()["versions"][-1][
             "hyperparameters"]
 
     other = encode_wav(wave("up", 1))  # a false trigger, as the page's button sends it
     assert _adapt(client, "olga", "_unknown_", data=other).status_code == 201
-    assert last_hp("olga")["readout_orth"] is True
+    assert last_hp("olga")["readout_orth"] is True and last_hp("olga")["lr"] == 0.0
     assert _adapt(client, "olga", "yes").status_code == 201
     assert last_hp("olga")["readout_orth"] is False
-    r = _adapt(client, "olga", "_unknown_", data=other, readout_orth="false")
+    assert last_hp("olga")["lr"] == defaults("tp")["lr"] > 0
+    r = _adapt(client, "olga", "_unknown_", data=other, readout_orth="false", lr=1e-5)
     assert r.status_code == 201
-    assert last_hp("olga")["readout_orth"] is False
+    assert last_hp("olga")["readout_orth"] is False and last_hp("olga")["lr"] == 1e-5
     assert _adapt(client, "olga", "yes", lr_out=0.25).status_code == 201  # the default step
     r = _adapt(client, "olga", "yes", readout_orth="maybe")
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem")
