@@ -32,7 +32,10 @@ class RuleConfig:
     command and every setting tried is docs/bench/sweep-<rule>.json, and
     tests/model/test_defaults.py checks that the two agree). The criterion: the best mean of the
     1-shot and all-shot gains with retention down at most 1 point and false accepts not up;
-    where no setting kept false accepts from rising, the one that raised them least. They are
+    where no setting kept false accepts from rising, the one that raised them least. Since
+    session 15 the rates are then chosen again on that clean sweep and a room sweep of the same
+    grid together, against the clean choice as the false-accept reference
+    (scripts/choose-norm-prior.py --reference, docs/bench/room/joint-<rule>.json). They are
     plain SGD three-factor steps summed over 10 frames (per-frame Adam at the reference rate
     wrecks a BPTT-pretrained network) and the readout's normalised delta rule, one pass,
     constant rates: the service adapts one recording at a time and cannot know how many will

@@ -20,7 +20,7 @@ from .base import Rule, RuleConfig, register
 class BPTTConfig(RuleConfig):
     """Adam on the whole utterance at its end (the reference, not an online rule)."""
 
-    lr: float = 1e-5
+    lr: float = 1e-6
     lr_out: float = 1e-6
     update_every: int = 1
     optimizer: str = "adam"

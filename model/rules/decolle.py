@@ -28,7 +28,7 @@ from .local import FEEDBACK_SEED, Factors, LocalConfig, LocalRule
 
 @dataclass
 class DECOLLEConfig(LocalConfig):
-    lr: float = 1e-4  # adaptation default (RuleConfig says where it comes from)
+    lr: float = 3e-5  # adaptation default (RuleConfig says where it comes from)
     local_readout: str = "random"  # G: "random" (as published) or "readout" (frozen W_out)
 
 

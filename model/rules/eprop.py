@@ -35,7 +35,8 @@ from .local import FEEDBACK_SEED, LocalConfig, LocalRule
 
 @dataclass
 class EpropConfig(LocalConfig):
-    lr: float = 3e-3  # adaptation default (RuleConfig says where it comes from)
+    lr: float = 3e-3  # adaptation defaults (RuleConfig says where they come from)
+    lr_out: float = 0.1
     feedback: str = "symmetric"  # B: "symmetric" (W_out, as it learns) or "random" (fixed)
 
 

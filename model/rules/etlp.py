@@ -25,7 +25,7 @@ from .local import FEEDBACK_SEED, Factors, LocalConfig, LocalRule
 
 @dataclass
 class ETLPConfig(LocalConfig):
-    lr: float = 3e-4  # adaptation default (RuleConfig says where it comes from)
+    lr: float = 1e-3  # adaptation default (RuleConfig says where it comes from)
     feedback: str = "random"  # B: "random" (as published) or "readout" (frozen W_out)
     p_event: float = 0.1  # probability that a frame triggers an update
     seed: int = 0  # of the event draws

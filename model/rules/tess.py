@@ -37,7 +37,7 @@ from .local import Factors, LocalConfig, LocalRule
 
 @dataclass
 class TESSConfig(LocalConfig):
-    lr: float = 1e-4  # adaptation default (RuleConfig says where it comes from)
+    lr: float = 1e-3  # adaptation default (RuleConfig says where it comes from)
     lambda_pre: float = 0.8
     lambda_post: float = 0.5
     alpha_pre: float = 1.0  # causal term
