@@ -64,7 +64,9 @@ async def adapt(
     rule: Literal[RULES] | None = Query(
         None, description="learning rule (default: the profile's, else the service's)"),
     epochs: int | None = Query(None, ge=1, le=20),
-    lr: float | None = Query(None, gt=0, le=0.1),
+    lr: float | None = Query(None, gt=0, le=0.1, description="hidden-layer rate (default: "
+                             "the rule's for words; none for _unknown_ and _silence_, which "
+                             "teach the readout alone)"),
     lr_out: float | None = Query(None, gt=0, le=10, description="readout step (logit units "
                                  "with the default normalised delta rule)"),
     optimizer: Literal["adam", "sgd"] | None = Query(None),
