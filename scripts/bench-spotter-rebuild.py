@@ -1,9 +1,9 @@
 """Seconds to rebuild the word spotter of the shipped model (its cohort bank and templates).
 
-A profile with words of its own rebuilds the spotter on the first prediction after its hidden
-weights change (model/words.py: the templates follow the backbone). Since TP's hidden rate is
-no longer 0 (session 15) every keyword taught through /adapt changes them, so this is the
-one-off cost that first /predict pays. One thread; the median of ``--repeats`` builds.
+A profile with words of its own builds the spotter on the first prediction on each version
+(every /adapt makes one, loaded from its bytes) and again when the hidden weights change
+(model/words.py: the templates follow the backbone): the one-off cost of that first /predict.
+One thread; the median of ``--repeats`` builds.
 
     .venv/bin/python scripts/bench-spotter-rebuild.py
 """
