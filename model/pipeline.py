@@ -260,15 +260,23 @@ class KWSModel:
     def enrolled_words(self) -> list[str]:
         return list(self.words.words) if self.words is not None else []
 
+    def prepare_words(self) -> None:
+        """Build the word spotter (the bank and templates through the network, about a second
+        for 400 recordings on one core) unless it is current: the first ratio would otherwise
+        pay it, so the service builds it after an adaptation instead of in the next /predict."""
+        if self.words is None:
+            return
+        from .words import WordSpotter
+
+        if self._spotter is None or self._spotter.stale(self.net, self.in_mean, self.words):
+            self._spotter = WordSpotter(self.words, self.net, self.in_mean)
+
     def word_ratios(self, frames: torch.Tensor, x: torch.Tensor | None = None
                     ) -> list[dict[str, float]]:
         """Front-end frames (B, T, F) of whole clips → each clip's ratio per enrolled word."""
         if self.words is None:
             return [{} for _ in range(len(frames))]
-        from .words import WordSpotter
-
-        if self._spotter is None or self._spotter.stale(self.net, self.in_mean, self.words):
-            self._spotter = WordSpotter(self.words, self.net, self.in_mean)
+        self.prepare_words()
         spikes = self.net.spike_trains(self.encode_frames(frames) if x is None else x)
         return [self._spotter.ratios(s, f) for s, f in zip(spikes, frames, strict=True)]
 

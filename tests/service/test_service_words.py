@@ -158,6 +158,22 @@ def test_an_adaptation_keeps_the_threshold_set_by_hand(ann):
     assert listed["words"] == [{"word": WORD, "threshold": 0.9, "recordings": 4}]
 
 
+def test_an_adaptation_builds_the_new_versions_word_spotter(ann):
+    """After /adapt on a profile with words, the new version's cached model already has a
+    current word spotter, so its first /predict does not build one (about a second)."""
+    from tracekws.service.runtime import runtime
+
+    c, _ = ann
+    r = c.post("/adapt", params={"profile": "ann", "label": "no"},
+               content=OTHER_VOICE_NO.read_bytes(), headers=FLAC)
+    assert r.status_code == 201, r.text
+    rt = runtime(c)
+    info = rt.store.version("ann", r.json()["version"])
+    model = rt.cache.items[info.sha256]
+    assert model._spotter is not None
+    assert not model._spotter.stale(model.net, model.in_mean, model.words)
+
+
 def test_removing_a_word_makes_a_version_without_it(ann):
     c, enrolled_v = ann
     r = c.delete(_url("ann", WORD))
