@@ -529,10 +529,11 @@ class Profiles:
                     raise
             finally:
                 job.abort()
-            if job.session.model.enrolled_words():
-                # the new version's first /predict would build its word spotter (about a
-                # second): build it now, on adaptation's pool, in the model cache
-                await rt.adapt_compute(lambda: self.load(info).prepare_words())
+        if job.session.model.enrolled_words():
+            # the new version's first /predict would build its word spotter (about a second):
+            # build it now, on adaptation's pool, in the model cache; the version is committed,
+            # so the profile's lock is not held for it
+            await rt.adapt_compute(lambda: self.load(info).prepare_words())
         return Adapted(info, parent.number, result, audio_s)
 
 
