@@ -31,6 +31,8 @@ class SNN(nn.Module):
         with torch.no_grad():
             self.w_rec.fill_diagonal_(0.0)
         self.w_out = nn.Parameter(torch.randn(n_out, n_hidden) * (1.0 / n_hidden) ** 0.5 * 0.1)
+        self._w_rec_t: np.ndarray | None = None  # see _w_rec_t_numpy
+        self._w_rec_t_key: tuple[int, int] | None = None
 
     @property
     def sizes(self) -> tuple[int, int, int]:
@@ -134,7 +136,7 @@ class SNN(nn.Module):
         more than a 1 s clip's recurrence at batch 1, so it is kept until the weights change
         (in-place updates bump the tensor's version; loading new weights its storage)."""
         key = (self.w_rec.data_ptr(), self.w_rec._version)
-        if getattr(self, "_w_rec_t_key", None) != key:
+        if self._w_rec_t_key != key:
             self._w_rec_t = np.ascontiguousarray(self.w_rec.detach().numpy().T)
             self._w_rec_t_key = key
         return self._w_rec_t
