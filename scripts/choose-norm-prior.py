@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 
+from tracekws.model.bench.personalize import sweep_settings
 from tracekws.model.rules import parse_value
 
 CELLS = [(cond, shots) for cond in ("clean", "room") for shots in ("1", "all")]
@@ -35,6 +36,10 @@ def choose(logs: dict[str, dict], max_retention_drop: float = 0.01,
     accepts (default ``norm_prior`` 0); the rows are matched on those settings' names."""
     reference = reference or {"norm_prior": 0}
     names = list(reference)
+    for cond, log in logs.items():  # rows are matched on ``names``: a setting varied beside
+        extra = set(sweep_settings(log["rows"])[1]) - set(names)  # them would collide
+        if extra:
+            raise SystemExit(f"the {cond} sweep varies {sorted(extra)}: name it in --reference")
     fa = "fa_pooled_after" if measure == "pooled" else "fa_after"
     rows = {c: {tuple(r[n] for n in names): r for r in log["rows"]} for c, log in logs.items()}
     settings = sorted(set.intersection(*(set(r) for r in rows.values())))
