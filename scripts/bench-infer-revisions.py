@@ -6,8 +6,8 @@ Each revision's packages (``tracekws``, ``model``, ``service``, ``pretrained``) 
 with ``git archive`` (``.`` is the working tree) into a temporary tree laid out as the
 installed package, and timed in its own process, rounds alternating; one JSON line per run.
 
-    .venv/bin/python scripts/bench-infer-revisions.py HEAD . --rounds 3 \\
-        > docs/bench/v4-rerun/infer-revisions.jsonl
+    .venv/bin/python scripts/bench-infer-revisions.py 868c254 . --rounds 3 \\
+        > docs/bench/s15/infer-revisions.jsonl
 """
 
 from __future__ import annotations

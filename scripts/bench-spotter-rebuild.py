@@ -1,9 +1,9 @@
 """Seconds to rebuild the word spotter of the shipped model (its cohort bank and templates).
 
-A profile with words of its own builds the spotter on the first prediction on each version
-(every /adapt makes one, loaded from its bytes) and again when the hidden weights change
-(model/words.py: the templates follow the backbone): the one-off cost of that first /predict.
-One thread; the median of ``--repeats`` builds.
+A profile with words of its own needs the spotter for every version (each /adapt makes one,
+loaded from its bytes) and again when the hidden weights change (model/words.py: the
+templates follow the backbone). /adapt builds it before it answers; a version loaded from
+storage builds it on its first /predict. One thread; the median of ``--repeats`` builds.
 
     .venv/bin/python scripts/bench-spotter-rebuild.py
 """
